@@ -1,0 +1,181 @@
+"""Archive: a reproducible gzip-compressed tar written in one pass, and a strict reader.
+
+Layout: every packed file as a regular-file member in UTF-8 byte order of its path, then the
+manifest ``.detmodel.json`` as the last member — the manifest holds the hashes of the very bytes
+just written, so each source file is read exactly once. Headers are built here (not by
+``tarfile``) so the bytes do not depend on the Python version: ustar fields, a PAX record only for
+long or non-ASCII paths and huge sizes, uid/gid 0, empty owner names, one fixed integer mtime, and
+a gzip header with no name, mtime 0 and a fixed compression level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import zlib
+from typing import BinaryIO, Callable, Iterable
+
+from .errors import ArchiveError
+from .manifest import FileRecord
+from .selection import SelectedFile
+
+__all__ = [
+    "BLOCK",
+    "GzipWriter",
+    "pax_path_header",
+    "tar_header",
+    "write_bytes_member",
+    "write_end",
+    "write_members",
+]
+
+BLOCK = 512
+RECORD = 20 * BLOCK
+_CHUNK = 1 << 20
+_MAX_OCTAL_SIZE = 8**11  # ustar's 12-byte size field
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes) -> bytes:
+    fields = [
+        name.ljust(100, b"\x00"),
+        _octal(mode, 8),
+        _octal(0, 8),  # uid
+        _octal(0, 8),  # gid
+        _octal(size, 12),
+        _octal(mtime, 12),
+        b" " * 8,  # checksum placeholder
+        typeflag,
+        b"\x00" * 100,  # linkname
+        b"ustar\x0000",
+        b"\x00" * 32,  # uname
+        b"\x00" * 32,  # gname
+        b"\x00" * 8,  # devmajor
+        b"\x00" * 8,  # devminor
+        b"\x00" * 155,  # prefix
+    ]
+    block = b"".join(fields).ljust(BLOCK, b"\x00")
+    checksum = b"%06o\x00 " % sum(block)
+    return block[:148] + checksum + block[156:]
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length).encode()) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def pax_path_header(path: bytes, size: int) -> bytes:
+    """The PAX extended header needed for ``path``/``size``, or ``b""`` when ustar suffices."""
+    records = b""
+    if len(path) > 100 or not path.isascii():
+        records += _pax_record(b"path", path)
+    if size >= _MAX_OCTAL_SIZE:
+        records += _pax_record(b"size", str(size).encode())
+    if not records:
+        return b""
+    header = _header_block(b"././@PaxHeader", len(records), 0o644, 0, b"x")
+    return header + records + b"\x00" * (-len(records) % BLOCK)
+
+
+def tar_header(path: bytes, size: int, mode: int, mtime: int) -> bytes:
+    """The header block(s) for one regular file, PAX extension first when needed."""
+    name = path if len(path) <= 100 and path.isascii() else path[:100]
+    ustar_size = size if size < _MAX_OCTAL_SIZE else 0
+    return pax_path_header(path, size) + _header_block(name, ustar_size, mode, mtime, b"0")
+
+
+class GzipWriter:
+    """One gzip member on a binary file: no file name, mtime 0, fixed level (so a fixed XFL byte)."""
+
+    def __init__(self, out: BinaryIO, level: int) -> None:
+        self.out = out
+        self.crc = 0
+        self.size = 0
+        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
+        xfl = 2 if level == 9 else 4 if level == 1 else 0
+        out.write(b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + bytes([xfl, 255]))
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        compressed = self._deflate.compress(data)
+        if compressed:
+            self.out.write(compressed)
+
+    def close(self) -> None:
+        self.out.write(self._deflate.flush())
+        self.out.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+
+
+def _read_once(selected: SelectedFile, sink: Callable[[bytes], None]) -> str:
+    """Stream one file into ``sink``; return its sha256. The bytes hashed are the bytes written."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(selected.source, flags)
+    except OSError as error:
+        raise ArchiveError(f"{selected.path}: cannot be read ({error.strerror}); fix its permissions or ignore it") from None
+    digest = hashlib.sha256()
+    written = 0
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArchiveError(f"{selected.path}: is no longer a regular file; rebuild")
+        if info.st_size != selected.size:
+            raise ArchiveError(
+                f"{selected.path}: changed size while the build ran ({selected.size} → {info.st_size} bytes); rebuild"
+            )
+        remaining = selected.size
+        while remaining:
+            chunk = os.read(fd, min(_CHUNK, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            sink(chunk)
+            written += len(chunk)
+            remaining -= len(chunk)
+        if written != selected.size or os.read(fd, 1):
+            raise ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def write_members(
+    files: Iterable[SelectedFile],
+    out: GzipWriter,
+    mtime: int,
+    on_file: Callable[[SelectedFile], None] | None = None,
+) -> list[FileRecord]:
+    """Write each file as a tar member; return its records (hash of exactly the bytes written)."""
+    records: list[FileRecord] = []
+    for selected in files:
+        path = selected.path.encode("utf-8")
+        out.write(tar_header(path, selected.size, 0o755 if selected.executable else 0o644, mtime))
+        sha = _read_once(selected, out.write)
+        padding = -selected.size % BLOCK
+        if padding:
+            out.write(b"\x00" * padding)
+        records.append(FileRecord(path=selected.path, size=selected.size, mode=selected.mode, sha256=sha))
+        if on_file is not None:
+            on_file(selected)
+    return records
+
+
+def write_bytes_member(out: GzipWriter, path: str, data: bytes, mtime: int) -> None:
+    out.write(tar_header(path.encode("utf-8"), len(data), 0o644, mtime))
+    out.write(data + b"\x00" * (-len(data) % BLOCK))
+
+
+def write_end(out: GzipWriter) -> None:
+    """Two zero blocks, then padding to a full 10 KiB record as GNU tar and ``tarfile`` write."""
+    out.write(b"\x00" * (2 * BLOCK))
+    written = out.size
+    out.write(b"\x00" * (-written % RECORD))

@@ -1,0 +1,293 @@
+"""Entrypoint check: find the trial class an entrypoint names, statically, among the packed files.
+
+Nothing is imported. The object reference is followed through ``class`` definitions, assignments
+and ``import``/``from … import`` statements inside the model definition; whatever static analysis
+cannot follow (a call, a name from outside the model definition) is a warning, not an error.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+from .errors import EntrypointError
+from .selection import Selection
+
+__all__ = ["EntrypointCheck", "TrialInfo", "check_entrypoint", "parse_entrypoint"]
+
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_MAX_HOPS = 64  # import chains longer than this are almost certainly cycles
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """What the manifest records under ``trial``."""
+
+    module: str  # as declared; "" for the root package
+    qualname: str
+    path: str  # the module's file among the packed files
+    bases: tuple[str, ...]  # as written in the class statement; empty when not statically known
+
+    def to_json(self) -> dict[str, object]:
+        return {"module": self.module, "qualname": self.qualname, "path": self.path, "bases": list(self.bases)}
+
+
+@dataclass(frozen=True)
+class EntrypointCheck:
+    trial: TrialInfo
+    warnings: tuple[str, ...] = ()
+    #: where the class statement is, ``path:line`` (``None`` when it could not be followed)
+    defined_at: str | None = None
+
+
+def parse_entrypoint(entrypoint: str) -> tuple[str, str]:
+    """Split ``<module>:<object reference>`` and validate both parts, with a fix in every message."""
+    text = entrypoint.strip()
+    if ":" not in text:
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r}: expected `<module>:<TrialClass>`, e.g. `model_def:MyTrial` "
+            "(or `:MyTrial` for a class exposed by the root __init__.py)"
+        )
+    module, _, qualname = text.partition(":")
+    if module.endswith(".py") or "/" in module or "\\" in module:
+        suggestion = module.replace("\\", "/")
+        suggestion = suggestion[:-3] if suggestion.endswith(".py") else suggestion
+        suggestion = suggestion.strip("/").replace("/", ".")
+        if suggestion.endswith(".__init__"):
+            suggestion = suggestion[: -len(".__init__")]
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r}: `{module}` is a file path, but the entrypoint needs a module name; "
+            f"use `{suggestion}:{qualname}`"
+        )
+    if module and not _DOTTED.match(module):
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r}: `{module}` is not a Python module name (letters, digits, `_`, dots between parts)"
+        )
+    if not qualname or not _DOTTED.match(qualname):
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r}: `{qualname}` is not a class reference; "
+            "name the trial class after the colon, e.g. `model_def:MyTrial` or `pkg.mod:Outer.Inner`"
+        )
+    return module, qualname
+
+
+@dataclass(frozen=True)
+class _ModuleRef:
+    name: str  # dotted module name relative to the root ("" = root package)
+    path: str | None  # packed file, or None when the module is not part of the model definition
+
+
+_Target = Union[ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, _ModuleRef]
+
+
+@dataclass
+class _Resolver:
+    selection: Selection
+    warnings: list[str] = field(default_factory=list)
+    _trees: dict[str, ast.Module] = field(default_factory=dict)
+
+    def module_file(self, dotted: str) -> str | None:
+        base = dotted.replace(".", "/")
+        candidates = ["__init__.py"] if not dotted else [f"{base}.py", f"{base}/__init__.py"]
+        paths = self.selection.paths()
+        for candidate in candidates:
+            if candidate in paths:
+                return candidate
+        return None
+
+    def tree(self, path: str) -> ast.Module:
+        if path not in self._trees:
+            selected = self.selection.get(path)
+            assert selected is not None
+            try:
+                source = selected.source.read_bytes()
+                self._trees[path] = ast.parse(source, filename=path)
+            except SyntaxError as error:
+                raise EntrypointError(
+                    f"{path}:{error.lineno}: syntax error ({error.msg}); fix the module the entrypoint names"
+                ) from None
+            except (OSError, ValueError) as error:
+                raise EntrypointError(f"{path}: cannot be read as Python source ({error})") from None
+        return self._trees[path]
+
+    def bindings(self, body: list[ast.stmt]) -> dict[str, ast.stmt]:
+        """The last statement binding each name in a block (descending into if/try/with)."""
+        found: dict[str, ast.stmt] = {}
+        for statement in body:
+            if isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                found[statement.name] = statement
+            elif isinstance(statement, ast.Assign):
+                for target in statement.targets:
+                    if isinstance(target, ast.Name):
+                        found[target.id] = statement
+            elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+                if statement.value is not None:
+                    found[statement.target.id] = statement
+            elif isinstance(statement, (ast.Import, ast.ImportFrom)):
+                for alias in statement.names:
+                    if alias.name != "*":
+                        bound = alias.asname or alias.name.split(".")[0]
+                        found[bound] = statement
+            elif isinstance(statement, ast.If):
+                found.update(self.bindings(statement.body))
+                found.update(self.bindings(statement.orelse))
+            elif isinstance(statement, ast.Try):
+                found.update(self.bindings(statement.body))
+                for handler in statement.handlers:
+                    found.update(self.bindings(handler.body))
+                found.update(self.bindings(statement.orelse))
+                found.update(self.bindings(statement.finalbody))
+            elif isinstance(statement, (ast.With, ast.AsyncWith)):
+                found.update(self.bindings(statement.body))
+        return found
+
+    def absolute(self, current: str, module: str | None, level: int) -> str:
+        """The dotted name a (possibly relative) import refers to, from module ``current``."""
+        if level == 0:
+            return module or ""
+        path = self.module_file(current) or ""
+        package = current if path.endswith("__init__.py") else current.rpartition(".")[0]
+        parts = package.split(".") if package else []
+        if level - 1 > len(parts):
+            raise EntrypointError(f"{path}: relative import goes above the model-definition root")
+        parts = parts[: len(parts) - (level - 1)]
+        if module:
+            parts.append(module)
+        return ".".join(parts)
+
+    def module_ref(self, dotted: str) -> _ModuleRef:
+        return _ModuleRef(dotted, self.module_file(dotted))
+
+    def lookup(self, module: _ModuleRef, names: list[str], hops: int) -> tuple[_Target | None, str]:
+        """Follow ``names`` from ``module``; returns the target and the path:line for messages."""
+        if hops > _MAX_HOPS:
+            raise EntrypointError(f"{module.path}: import chain too long while resolving `{'.'.join(names)}` (a cycle?)")
+        if not names:
+            return module, module.path or module.name
+        if module.path is None:
+            self.warnings.append(
+                f"`{'.'.join(names)}` comes from module `{module.name}`, which is not part of the model definition; "
+                "it was not checked"
+            )
+            return None, module.name
+        tree = self.tree(module.path)
+        binding = self.bindings(tree.body).get(names[0])
+        if binding is None:
+            submodule = f"{module.name}.{names[0]}" if module.name else names[0]
+            if self.module_file(submodule) is not None:
+                return self.lookup(self.module_ref(submodule), names[1:], hops + 1)
+            for star in _star_imports(tree.body):
+                target = self.module_ref(self.absolute(module.name, star.module, star.level))
+                if target.path is not None and names[0] in self.bindings(self.tree(target.path).body):
+                    return self.lookup(target, names, hops + 1)
+            return self.not_found(module.path, tree, names[0])
+        return self.follow(module, binding, names, hops)
+
+    def follow(self, module: _ModuleRef, binding: ast.stmt, names: list[str], hops: int) -> tuple[_Target | None, str]:
+        assert module.path is not None
+        where = f"{module.path}:{binding.lineno}"
+        name, rest = names[0], names[1:]
+        if isinstance(binding, ast.ClassDef):
+            if not rest:
+                return binding, where
+            inner = self.bindings(binding.body).get(rest[0])
+            if inner is None:
+                return self.not_found(f"{where} (class {name})", binding, rest[0])
+            return self.follow(module, inner, rest, hops + 1)
+        if isinstance(binding, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return binding, where
+        if isinstance(binding, ast.Import):
+            for alias in binding.names:
+                if alias.asname == name:
+                    return self.lookup(self.module_ref(alias.name), rest, hops + 1)
+                if alias.asname is None and alias.name.split(".")[0] == name:
+                    return self.lookup(self.module_ref(name), rest, hops + 1)
+        if isinstance(binding, ast.ImportFrom):
+            for alias in binding.names:
+                if (alias.asname or alias.name) != name:
+                    continue
+                source = self.absolute(module.name, binding.module, binding.level)
+                submodule = f"{source}.{alias.name}" if source else alias.name
+                if self.module_file(submodule) is not None:
+                    return self.lookup(self.module_ref(submodule), rest, hops + 1)
+                return self.lookup(self.module_ref(source), [alias.name, *rest], hops + 1)
+        if isinstance(binding, (ast.Assign, ast.AnnAssign)):
+            value = binding.value
+            chain = _attribute_chain(value) if value is not None else None
+            if chain is not None:
+                return self.lookup(module, [*chain, *rest], hops + 1)
+            self.warnings.append(
+                f"{where}: `{name}` is created by an expression static analysis cannot follow; "
+                "the entrypoint was not fully checked"
+            )
+            return None, where
+        return None, where
+
+    def not_found(self, where: str, scope: ast.Module | ast.ClassDef, name: str) -> tuple[_Target | None, str]:
+        classes = sorted(n for n, b in self.bindings(scope.body).items() if isinstance(b, ast.ClassDef))
+        listing = ", ".join(classes) if classes else "none"
+        raise EntrypointError(f"{where}: class `{name}` not found; classes defined there: {listing}")
+
+
+def _star_imports(body: list[ast.stmt]) -> list[ast.ImportFrom]:
+    return [s for s in body if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+
+
+def _attribute_chain(node: ast.expr) -> list[str] | None:
+    names: list[str] = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        names.append(node.id)
+        return names[::-1]
+    return None
+
+
+def check_entrypoint(entrypoint: str, selection: Selection) -> EntrypointCheck:
+    """Check that ``entrypoint`` names a class among the packed files; raise with a fix if not."""
+    module, qualname = parse_entrypoint(entrypoint)
+    resolver = _Resolver(selection)
+    path = resolver.module_file(module)
+    if path is None:
+        raise EntrypointError(_missing_module_message(entrypoint, module, selection))
+    target, where = resolver.lookup(_ModuleRef(module, path), qualname.split("."), 0)
+    bases: tuple[str, ...] = ()
+    defined_at: str | None = None
+    if isinstance(target, ast.ClassDef):
+        bases = tuple(ast.unparse(base) for base in target.bases)
+        defined_at = where
+    elif isinstance(target, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise EntrypointError(
+            f"{where}: `{target.name}` is a function, but the entrypoint must name a trial class"
+        )
+    elif isinstance(target, _ModuleRef):
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r}: `{qualname}` is a module ({target.path}), not a class; "
+            "name the class inside it, e.g. `pkg.module:TrialClass`"
+        )
+    return EntrypointCheck(
+        trial=TrialInfo(module=module, qualname=qualname, path=path, bases=bases),
+        warnings=tuple(resolver.warnings),
+        defined_at=defined_at,
+    )
+
+
+def _missing_module_message(entrypoint: str, module: str, selection: Selection) -> str:
+    base = module.replace(".", "/")
+    candidates = ["__init__.py"] if not module else [f"{base}.py", f"{base}/__init__.py"]
+    selector = selection.selector
+    for candidate in candidates:
+        if (selection.root / candidate).is_file():
+            verdict = selector.explain(candidate)
+            return (
+                f"entrypoint {entrypoint!r}: module file {candidate} exists but is not packed: excluded by "
+                f"{verdict.reason}; remove that rule or add `!{candidate}` to {selector.model.detignore}"
+            )
+    shown = " or ".join(candidates)
+    top = sorted({p.split("/")[0].removesuffix(".py") for p in selection.paths() if p.endswith(".py")})
+    hint = f"; Python modules at the root: {', '.join(top)}" if top else "; no Python files are packed at all"
+    what = "the root package's __init__.py (the `:Class` form)" if not module else f"module `{module}`"
+    return f"entrypoint {entrypoint!r}: {what} not found: no {shown} in {selection.root}{hint}"

@@ -1,0 +1,190 @@
+"""The manifest record: what an artifact holds, written as canonical JSON and parsed back strictly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from .errors import ArchiveError
+
+__all__ = [
+    "SCHEMA",
+    "ArchiveRecord",
+    "FileRecord",
+    "Manifest",
+    "canonical_json",
+    "content_digest",
+]
+
+SCHEMA = "hatch-detmodel/manifest/v1"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def canonical_json(obj: object) -> bytes:
+    """Sorted keys, fixed separators, UTF-8, one trailing newline: the same bytes everywhere."""
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, separators=(",", ": ")) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    mode: str  # "644" or "755"
+    sha256: str
+    generated: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "size": self.size, "mode": self.mode, "sha256": self.sha256}
+        if self.generated:
+            data["generated"] = True
+        return data
+
+    @classmethod
+    def parse(cls, data: object, where: str) -> FileRecord:
+        if not isinstance(data, dict):
+            raise ArchiveError(f"{where}: must be an object with path, size, mode, sha256")
+        path, size, mode, sha = data.get("path"), data.get("size"), data.get("mode"), data.get("sha256")
+        generated = data.get("generated", False)
+        if not isinstance(path, str) or not path:
+            raise ArchiveError(f"{where}.path: must be a non-empty string")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ArchiveError(f"{where}.size: must be a non-negative integer")
+        if mode not in ("644", "755"):
+            raise ArchiveError(f"{where}.mode: must be \"644\" or \"755\"")
+        if not isinstance(sha, str) or not _HEX64.match(sha):
+            raise ArchiveError(f"{where}.sha256: must be 64 lowercase hex digits")
+        if not isinstance(generated, bool):
+            raise ArchiveError(f"{where}.generated: must be true or false")
+        return cls(path=path, size=size, mode=mode, sha256=sha, generated=generated)
+
+
+def content_digest(files: tuple[FileRecord, ...] | list[FileRecord]) -> str:
+    """``sha256:`` of one ``"<sha256> <mode> <path>\\n"`` line per file, in manifest order."""
+    text = "".join(f"{f.sha256} {f.mode} {f.path}\n" for f in files)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ArchiveRecord:
+    """The sidecar's description of the ``.tgz`` itself."""
+
+    name: str
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The ``.detmodel.json`` object; :meth:`to_json` is what the archive stores."""
+
+    project_name: str
+    project_version: str
+    model: str
+    entrypoint: str
+    trial: Mapping[str, Any]
+    files: tuple[FileRecord, ...]
+    source_date_epoch: int
+    builder_name: str
+    builder_version: str
+    extra: Mapping[str, Any] = field(default_factory=dict)  # later, additive fields
+
+    @property
+    def content_digest(self) -> str:
+        return content_digest(self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "schema": SCHEMA,
+            "project": {"name": self.project_name, "version": self.project_version},
+            "model": self.model,
+            "entrypoint": self.entrypoint,
+            "trial": dict(self.trial),
+            "files": [f.to_json() for f in self.files],
+            "content_digest": self.content_digest,
+            "source_date_epoch": self.source_date_epoch,
+            "builder": {"name": self.builder_name, "version": self.builder_version},
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    def sidecar_bytes(self, archive: ArchiveRecord) -> bytes:
+        return canonical_json({**self.to_json(), "archive": archive.to_json()})
+
+    def with_files(self, files: tuple[FileRecord, ...]) -> Manifest:
+        return replace(self, files=files)
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> tuple[Manifest, ArchiveRecord | None]:
+        """Parse manifest (or sidecar) bytes strictly; every problem is an :class:`ArchiveError`."""
+        try:
+            obj = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ArchiveError(f"{where}: not a JSON manifest ({error})") from None
+        if not isinstance(obj, dict):
+            raise ArchiveError(f"{where}: must be a JSON object")
+        if obj.get("schema") != SCHEMA:
+            raise ArchiveError(f"{where}: schema is {obj.get('schema')!r}, expected {SCHEMA!r}")
+        project, builder, trial = obj.get("project"), obj.get("builder"), obj.get("trial")
+        for key, value in (("project", project), ("builder", builder), ("trial", trial)):
+            if not isinstance(value, dict):
+                raise ArchiveError(f"{where}: `{key}` must be an object")
+        assert isinstance(project, dict) and isinstance(builder, dict) and isinstance(trial, dict)
+        strings = {
+            "project.name": project.get("name"),
+            "project.version": project.get("version"),
+            "builder.name": builder.get("name"),
+            "builder.version": builder.get("version"),
+            "model": obj.get("model"),
+            "entrypoint": obj.get("entrypoint"),
+            "content_digest": obj.get("content_digest"),
+        }
+        for key, value in strings.items():
+            if not isinstance(value, str):
+                raise ArchiveError(f"{where}: `{key}` must be a string")
+        epoch = obj.get("source_date_epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ArchiveError(f"{where}: `source_date_epoch` must be an integer")
+        raw_files = obj.get("files")
+        if not isinstance(raw_files, list):
+            raise ArchiveError(f"{where}: `files` must be a list")
+        files = tuple(FileRecord.parse(item, f"{where}: files[{i}]") for i, item in enumerate(raw_files))
+        known = {"schema", "project", "model", "entrypoint", "trial", "files", "content_digest",
+                 "source_date_epoch", "builder", "archive"}
+        manifest = cls(
+            project_name=str(project["name"]),
+            project_version=str(project["version"]),
+            model=str(obj["model"]),
+            entrypoint=str(obj["entrypoint"]),
+            trial=trial,
+            files=files,
+            source_date_epoch=epoch,
+            builder_name=str(builder["name"]),
+            builder_version=str(builder["version"]),
+            extra={k: v for k, v in obj.items() if k not in known},
+        )
+        if manifest.content_digest != obj["content_digest"]:
+            raise ArchiveError(
+                f"{where}: content_digest {obj['content_digest']} does not match its files ({manifest.content_digest})"
+            )
+        archive = None
+        if "archive" in obj:
+            raw = obj["archive"]
+            if (
+                not isinstance(raw, dict)
+                or not isinstance(raw.get("name"), str)
+                or isinstance(raw.get("size"), bool)
+                or not isinstance(raw.get("size"), int)
+                or not isinstance(raw.get("sha256"), str)
+                or not _HEX64.match(raw["sha256"])
+            ):
+                raise ArchiveError(f"{where}: `archive` must be an object with name, size and a sha256")
+            archive = ArchiveRecord(name=raw["name"], size=raw["size"], sha256=raw["sha256"])
+        return manifest, archive

@@ -1,0 +1,355 @@
+"""File selection: which files of a model definition are packed, and which rule decided each path.
+
+One decision function (:meth:`Selector.decide`) serves the build, ``explain`` and the entrypoint
+check. The walk prunes ignored directories (cost grows with kept files, not ignored ones), reads
+every directory in sorted order, and refuses anything it cannot pack faithfully instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .config import ModelConfig
+from .errors import SelectionError
+from .ignore import Rule, RuleSet, parse_ignore_lines, parse_pattern_list
+
+__all__ = [
+    "ALWAYS_IGNORED",
+    "BUILTIN_DEFAULTS",
+    "MANIFEST_NAME",
+    "SelectedFile",
+    "Selection",
+    "Selector",
+    "Verdict",
+    "select_files",
+]
+
+#: The manifest's place in the archive; a source file with this name at the root is refused.
+MANIFEST_NAME = ".detmodel.json"
+
+#: Determined 0.38.1's built-in defaults, then ours; a user's ``!pattern`` can re-include these.
+BUILTIN_DEFAULTS: tuple[str, ...] = (
+    "__pycache__/",
+    "*.py[co]",
+    "*$py.class",
+    "terraform",
+    "terraform_data",
+    "terraform.tfstate*",
+    "terraform.tfvars*",
+    ".terraform*",
+    ".git/",
+    ".vscode/",
+    ".idea/",
+    ".mypy_cache/",
+    "/shared_fs",
+    ".venv/",
+    ".tox/",
+    ".nox/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+)
+
+#: Byte code is never packed, whatever the patterns say (Determined's documented rule).
+ALWAYS_IGNORED = "always-ignored byte code"
+_ARTIFACT_SUFFIXES = (b".detmodel.tgz", b".detmodel.json")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a path is packed, and the rule (or built-in guard) that decided it."""
+
+    path: str
+    packed: bool
+    reason: str  # human-readable deciding rule; "no rule matched" when packed by default
+    rule: Rule | None = None
+
+
+@dataclass(frozen=True)
+class SelectedFile:
+    """A regular file to pack: its archive path and where its bytes are read from."""
+
+    path: str  # POSIX, relative to the model-definition root, NFC
+    source: Path  # absolute path (a symlink inside the root is read through)
+    size: int
+    executable: bool
+
+    @property
+    def mode(self) -> str:
+        return "755" if self.executable else "644"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The sorted files of one model definition."""
+
+    root: Path
+    files: tuple[SelectedFile, ...]
+    selector: Selector = field(repr=False, compare=False)
+
+    def paths(self) -> frozenset[str]:
+        return frozenset(f.path for f in self.files)
+
+    def get(self, path: str) -> SelectedFile | None:
+        for candidate in self.files:
+            if candidate.path == path:
+                return candidate
+        return None
+
+
+def _bytecode(name: bytes, is_dir: bool) -> bool:
+    if is_dir:
+        return name == b"__pycache__"
+    return name.endswith((b".pyc", b".pyo", b"$py.class"))
+
+
+class Selector:
+    """The ordered rules for one model definition, and the walk that applies them."""
+
+    def __init__(self, model: ModelConfig, output_dir: Path | None = None) -> None:
+        self.model = model
+        self.root = model.root
+        rules: list[Rule] = parse_pattern_list(BUILTIN_DEFAULTS, "built-in default")
+        ignore_file = model.ignore_file
+        self.ignore_rel = _relative_bytes(self.root, ignore_file)
+        if ignore_file.is_file():
+            try:
+                data = ignore_file.read_bytes()
+            except OSError as error:
+                raise SelectionError(f"{ignore_file}: cannot be read ({error.strerror}); fix its permissions") from None
+            rules += parse_ignore_lines(data, model.detignore)
+        rules += parse_pattern_list(model.exclude, "exclude")
+        self.rules = RuleSet(rules)
+        # Where the build writes: pruned whole when inside the root, else only our own artifacts.
+        self.output_rel: bytes | None = None
+        if output_dir is not None:
+            self.output_rel = _relative_bytes(self.root, output_dir.resolve())
+
+    def decide(self, rel: bytes, is_dir: bool) -> Verdict:
+        """The verdict for one path (POSIX bytes relative to the root) whose parents are all kept."""
+        name = rel.rsplit(b"/", 1)[-1]
+        text = rel.decode("utf-8", "surrogateescape")
+        if _bytecode(name, is_dir):
+            return Verdict(text, False, ALWAYS_IGNORED)
+        if not is_dir and (name == b".detignore" or rel == self.ignore_rel):
+            return Verdict(text, False, "ignore file (never packed)")
+        if self.output_rel is not None:
+            if self.output_rel and rel == self.output_rel and is_dir:
+                return Verdict(text, False, "build output directory")
+            parent = rel.rsplit(b"/", 1)[0] if b"/" in rel else b""
+            if not is_dir and parent == self.output_rel and _is_our_output(name):
+                return Verdict(text, False, "build output (an artifact of this tool)")
+        rule = self.rules.match(rel, is_dir)
+        if rule is None:
+            return Verdict(text, True, "no rule matched")
+        return Verdict(text, rule.negated, rule.describe(), rule)
+
+    def explain(self, rel_path: str) -> Verdict:
+        """Decide a path the way the walk would, parents first (a pruned parent decides its children)."""
+        parts = [p for p in rel_path.replace(os.sep, "/").split("/") if p not in ("", ".")]
+        if not parts:
+            return Verdict(".", True, "the model-definition root")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            verdict = self.decide(parent.encode("utf-8", "surrogateescape"), True)
+            if not verdict.packed:
+                reason = f"parent directory {parent}/ excluded by {verdict.reason}"
+                return Verdict(rel_path, False, reason, verdict.rule)
+        full = "/".join(parts)
+        is_dir = (self.root / full).is_dir()
+        return self.decide(full.encode("utf-8", "surrogateescape"), is_dir)
+
+    def suggest_line(self, rel: str, is_dir: bool = False) -> str:
+        """The line to add to the ignore file that would exclude ``rel``."""
+        escaped = "".join("\\" + c if c in "*?[]\\!#" else c for c in rel)
+        if escaped.endswith(" "):
+            escaped = escaped[:-1] + "\\ "
+        return f"/{escaped}/" if is_dir else f"/{escaped}"
+
+    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes] | None, Verdict, bool]]:
+        """Yield ``(rel, entry, verdict, is_dir)`` for every entry under kept directories, sorted."""
+        root_real = os.path.realpath(self.root)
+        stack: list[tuple[bytes, bytes, tuple[str, ...]]] = [(b"", os.fsencode(self.root), (root_real,))]
+        problems: list[str] = []
+        while stack:
+            rel_dir, abs_dir, ancestors = stack.pop()
+            try:
+                with os.scandir(abs_dir) as iterator:
+                    entries = sorted(iterator, key=lambda e: e.name)
+            except OSError as error:
+                shown = os.fsdecode(rel_dir.rstrip(b"/")) or "."
+                problems.append(
+                    f"{shown}/: cannot list directory ({error.strerror}); fix its permissions or add "
+                    f"`{self.suggest_line(shown, True)}` to {self.model.detignore}"
+                )
+                continue
+            subdirs: list[tuple[bytes, bytes, tuple[str, ...]]] = []
+            for entry in entries:
+                rel = rel_dir + entry.name
+                is_dir = _is_dir(entry)
+                verdict = self.decide(rel, is_dir)
+                yield rel, entry, verdict, is_dir
+                if is_dir and verdict.packed:
+                    real = os.path.realpath(os.fsdecode(entry.path))
+                    if entry.is_symlink() and (real in ancestors or not _inside(real, root_real)):
+                        continue  # reported by select_files
+                    subdirs.append((rel + b"/", entry.path, (*ancestors, real)))
+            stack.extend(reversed(subdirs))
+        if problems:
+            raise SelectionError("\n".join(problems))
+
+
+def _is_dir(entry: os.DirEntry[bytes]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _is_our_output(name: bytes) -> bool:
+    if name.endswith(_ARTIFACT_SUFFIXES):
+        return True
+    return name.startswith(b".") and name.endswith(b".tmp") and b".detmodel." in name
+
+
+def _relative_bytes(root: Path, target: Path) -> bytes | None:
+    """``target`` relative to ``root`` as POSIX bytes, or ``None`` when it is not inside."""
+    root_real = os.path.realpath(root)
+    target_real = os.path.realpath(target)
+    if target_real == root_real:
+        return b""
+    if not _inside(target_real, root_real):
+        return None
+    return os.fsencode(os.path.relpath(target_real, root_real)).replace(os.sep.encode(), b"/")
+
+
+def _name_problem(rel: bytes) -> str | None:
+    try:
+        text = rel.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its name is not valid UTF-8; rename it"
+    if unicodedata.normalize("NFC", text) != text:
+        return "its name is not in Unicode NFC form (macOS-style decomposed accents); rename it"
+    if "\\" in text:
+        return "its name contains a backslash, which Windows and Determined's upload treat as a separator; rename it"
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "its name contains a control character; rename it"
+    return None
+
+
+def select_files(model: ModelConfig, output_dir: Path | None = None) -> Selection:
+    """Walk the model definition and return the files to pack, sorted by UTF-8 path bytes.
+
+    Raises :class:`SelectionError` listing every kept path that cannot be packed faithfully.
+    """
+    selector = Selector(model, output_dir)
+    root_real = os.path.realpath(model.root)
+    files: list[SelectedFile] = []
+    problems: list[str] = []
+    ignore_name = model.detignore
+
+    for rel, entry, verdict, is_dir in selector.walk():
+        if not verdict.packed or entry is None:
+            continue
+        shown = rel.decode("utf-8", "backslashreplace")
+        line = selector.suggest_line(shown, is_dir)
+        how = f"add `{line}` to {ignore_name} to leave it out"
+        if rel == MANIFEST_NAME.encode() and not is_dir:
+            problems.append(f"{shown}: this name is reserved for the artifact's manifest; rename it or {how}")
+            continue
+        name_problem = _name_problem(rel)
+        if name_problem:
+            problems.append(f"{shown}: {name_problem}, or {how}")
+            continue
+        if entry.is_symlink():
+            try:
+                target_stat = os.stat(entry.path)
+            except OSError as error:
+                kind = "loops" if error.errno == 40 else "dangles (its target does not exist)"
+                problems.append(f"{shown}: symbolic link {kind}; fix it or {how}")
+                continue
+            real = os.path.realpath(os.fsdecode(entry.path))
+            if not _inside(real, root_real):
+                problems.append(
+                    f"{shown}: symbolic link points outside the model definition (to {os.fsdecode(real)}); "
+                    f"copy the file in or {how}"
+                )
+                continue
+            if is_dir:
+                if any(real == a for a in _ancestors_of(entry.path, root_real)):
+                    problems.append(f"{shown}: symbolic link to a directory loops back to its own parent; {how}")
+                continue
+            st = target_stat
+        elif is_dir:
+            continue
+        else:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as error:
+                problems.append(f"{shown}: cannot be read ({error.strerror}); {how}")
+                continue
+        if not stat.S_ISREG(st.st_mode):
+            kind = _special_kind(st.st_mode)
+            problems.append(f"{shown}: is a {kind}, not a regular file; Determined can only receive files; {how}")
+            continue
+        files.append(
+            SelectedFile(
+                path=rel.decode("utf-8"),
+                source=Path(os.fsdecode(entry.path)),
+                size=st.st_size,
+                executable=bool(st.st_mode & stat.S_IXUSR),
+            )
+        )
+
+    problems += _case_collisions(files)
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise SelectionError(f"{model.root}: cannot pack the model definition ({count}):\n  " + "\n  ".join(problems))
+    files.sort(key=lambda f: f.path.encode("utf-8"))
+    return Selection(root=model.root, files=tuple(files), selector=selector)
+
+
+def _ancestors_of(path: bytes, root_real: str) -> Iterator[str]:
+    parent = os.path.dirname(os.fsdecode(path))
+    while True:
+        real = os.path.realpath(parent)
+        yield real
+        if real == root_real or not _inside(real, root_real):
+            return
+        parent = os.path.dirname(parent)
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _case_collisions(files: list[SelectedFile]) -> list[str]:
+    """Paths (or their directories) that differ only in case collide on macOS and Windows checkouts."""
+    seen: dict[str, str] = {}
+    problems: list[str] = []
+    for selected in files:
+        parts = selected.path.split("/")
+        for depth in range(1, len(parts) + 1):
+            original = "/".join(parts[:depth])
+            folded = original.casefold()
+            other = seen.setdefault(folded, original)
+            if other != original:
+                problems.append(
+                    f"{original}: differs from {other} only in letter case, which collide on macOS and Windows; rename one"
+                )
+                seen[folded] = original
+    return sorted(set(problems))
