@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Iterator, Union
 
 from .errors import EntrypointError
 from .selection import Selection
@@ -115,7 +115,7 @@ class _Resolver:
     def bindings(self, body: list[ast.stmt]) -> dict[str, ast.stmt]:
         """The last statement binding each name in a block (descending into if/try/with)."""
         found: dict[str, ast.stmt] = {}
-        for statement in body:
+        for statement in _flatten(body):
             if isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 found[statement.name] = statement
             elif isinstance(statement, ast.Assign):
@@ -128,19 +128,7 @@ class _Resolver:
             elif isinstance(statement, (ast.Import, ast.ImportFrom)):
                 for alias in statement.names:
                     if alias.name != "*":
-                        bound = alias.asname or alias.name.split(".")[0]
-                        found[bound] = statement
-            elif isinstance(statement, ast.If):
-                found.update(self.bindings(statement.body))
-                found.update(self.bindings(statement.orelse))
-            elif isinstance(statement, ast.Try):
-                found.update(self.bindings(statement.body))
-                for handler in statement.handlers:
-                    found.update(self.bindings(handler.body))
-                found.update(self.bindings(statement.orelse))
-                found.update(self.bindings(statement.finalbody))
-            elif isinstance(statement, (ast.With, ast.AsyncWith)):
-                found.update(self.bindings(statement.body))
+                        found[alias.asname or alias.name.split(".")[0]] = statement
         return found
 
     def absolute(self, current: str, module: str | None, level: int) -> str:
@@ -231,8 +219,26 @@ class _Resolver:
         raise EntrypointError(f"{where}: class `{name}` not found; classes defined there: {listing}")
 
 
+def _flatten(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements of a block in order, with the bodies of if/try/with blocks spliced in."""
+    for statement in body:
+        if isinstance(statement, ast.If):
+            yield from _flatten(statement.body)
+            yield from _flatten(statement.orelse)
+        elif isinstance(statement, ast.Try):
+            yield from _flatten(statement.body)
+            for handler in statement.handlers:
+                yield from _flatten(handler.body)
+            yield from _flatten(statement.orelse)
+            yield from _flatten(statement.finalbody)
+        elif isinstance(statement, (ast.With, ast.AsyncWith)):
+            yield from _flatten(statement.body)
+        else:
+            yield statement
+
+
 def _star_imports(body: list[ast.stmt]) -> list[ast.ImportFrom]:
-    return [s for s in body if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+    return [s for s in _flatten(body) if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
 
 
 def _attribute_chain(node: ast.expr) -> list[str] | None:

@@ -1,0 +1,252 @@
+"""The whole pipeline through ``hatch_detmodel.build``: artifact, manifest, size limit, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+import hatch_detmodel
+from hatch_detmodel import archive, build
+from hatch_detmodel.config import ProjectIdentity
+from hatch_detmodel.errors import ArchiveError, SizeLimitError
+from hatch_detmodel.pipeline import determined_size
+
+from .conftest import EXAMPLE, ProjectFactory
+
+IDENTITY = ProjectIdentity("demo-project", "1.2.3")
+
+
+def read_tgz(path: Path) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
+    with tarfile.open(path, "r:gz") as tar:
+        members = {}
+        for info in tar.getmembers():
+            handle = tar.extractfile(info)
+            members[info.name] = (info, handle.read() if handle else b"")
+        return members
+
+
+def independent_digest(files: list[dict[str, object]]) -> str:
+    text = "".join(f"{f['sha256']} {f['mode']} {f['path']}\n" for f in files)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_example_artifact_layout_and_manifest(tmp_path: Path) -> None:
+    paths = build(EXAMPLE, tmp_path)
+    archive_path, sidecar_path = paths
+    assert archive_path.name == "synthetic_classifier-0.1.0.detmodel.tgz"
+    assert sidecar_path.name == "synthetic_classifier-0.1.0.detmodel.json"
+    members = read_tgz(archive_path)
+    names = list(members)
+    assert names == ["const.yaml", "data.py", "model_def.py", "pyproject.toml", ".detmodel.json"]
+    manifest = json.loads(members[".detmodel.json"][1])
+    assert manifest["schema"] == "hatch-detmodel/manifest/v1"
+    assert manifest["project"] == {"name": "synthetic-classifier", "version": "0.1.0"}
+    assert manifest["model"] == "default"
+    assert manifest["entrypoint"] == "model_def:SyntheticTrial"
+    assert manifest["trial"] == {"module": "model_def", "qualname": "SyntheticTrial", "path": "model_def.py",
+                                 "bases": ["pytorch.PyTorchTrial"]}
+    assert manifest["source_date_epoch"] == 1580601600
+    assert manifest["builder"] == {"name": "hatch-detmodel", "version": hatch_detmodel.__version__}
+    # Every hash is of the bytes in the archive, and equals the source file's; digest recomputed here.
+    for entry in manifest["files"]:
+        info, data = members[entry["path"]]
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert (EXAMPLE / entry["path"]).read_bytes() == data
+        assert (info.size, f"{info.mode:o}") == (entry["size"], entry["mode"])
+    assert [f["path"] for f in manifest["files"]] == names[:-1]
+    assert manifest["content_digest"] == independent_digest(manifest["files"])
+    # Canonical JSON: sorted keys, trailing newline.
+    raw = members[".detmodel.json"][1]
+    assert raw == (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+    sidecar = json.loads(sidecar_path.read_text())
+    assert sidecar.pop("archive") == {
+        "name": archive_path.name,
+        "size": archive_path.stat().st_size,
+        "sha256": hashlib.sha256(archive_path.read_bytes()).hexdigest(),
+    }
+    assert sidecar == manifest
+    for info, _ in members.values():
+        assert (info.uid, info.gid, info.uname, info.gname, info.mtime, info.type) == (0, 0, "", "", 1580601600, tarfile.REGTYPE)
+
+
+def test_gnu_tar_and_tarfile_read_it(tmp_path: Path) -> None:
+    archive_path, _ = build(EXAMPLE, tmp_path / "out")
+    listed = subprocess.run(["tar", "tzf", str(archive_path)], capture_output=True, text=True, check=True).stdout.split()
+    assert listed == ["const.yaml", "data.py", "model_def.py", "pyproject.toml", ".detmodel.json"]
+    target = tmp_path / "x"
+    target.mkdir()
+    subprocess.run(["tar", "xzf", str(archive_path), "-C", str(target)], check=True)
+    assert (target / "model_def.py").read_bytes() == (EXAMPLE / "model_def.py").read_bytes()
+    raw = archive_path.read_bytes()
+    assert raw[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, level 6
+
+
+def copy_shuffled(source: Path, target: Path, seed: int) -> None:
+    """Copy a tree creating files in a random order with random mtimes."""
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    random.Random(seed).shuffle(files)
+    for path in files:
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        stamp = random.Random(seed + len(str(path))).randrange(10**9)
+        os.utime(dest, (stamp, stamp))
+
+
+def test_byte_identical_across_folders_mtimes_umask_and_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    digests = set()
+    for round_number, mask in enumerate([0o022, 0o077, 0o002]):
+        copy = tmp_path / f"copy{round_number}" / ("deeper/" * round_number + "example")
+        old = os.umask(mask)
+        try:
+            copy_shuffled(EXAMPLE, copy, seed=round_number)
+            monkeypatch.chdir(copy.parent)
+            archive_path, sidecar = build(copy, tmp_path / f"out{round_number}")
+        finally:
+            os.umask(old)
+        digests.add((hashlib.sha256(archive_path.read_bytes()).digest(), sidecar.read_bytes()))
+    assert len(digests) == 1
+
+
+def test_source_date_epoch_changes_timestamps_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, first_sidecar = build(EXAMPLE, tmp_path / "a")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    second, second_sidecar = build(EXAMPLE, tmp_path / "b")
+    assert first.read_bytes() != second.read_bytes()
+    a, b = json.loads(first_sidecar.read_text()), json.loads(second_sidecar.read_text())
+    assert a["content_digest"] == b["content_digest"]
+    assert b["source_date_epoch"] == 1700000000
+    assert {info.mtime for info, _ in read_tgz(second).values()} == {1700000000}
+
+
+def test_dist_inside_root_is_not_packed(make_project: ProjectFactory) -> None:
+    root = make_project()
+    build(root, root / "dist", identity=IDENTITY)
+    (root / "dist" / "demo_project-1.2.3-py3-none-any.whl").write_bytes(b"wheel")
+    archive_path, _ = build(root, root / "dist", identity=IDENTITY)
+    assert list(read_tgz(archive_path)) == ["model_def.py", "pyproject.toml", ".detmodel.json"]
+
+
+def test_several_models(make_project: ProjectFactory, tmp_path: Path) -> None:
+    root = make_project(
+        files={"cifar/model_def.py": "class A: pass\n", "mnist/__init__.py": "class B: pass\n", "shared.txt": ""},
+        detmodel="""\
+        [tool.detmodel]
+        entrypoint = "model_def:A"
+        [tool.detmodel.models.cifar]
+        path = "cifar"
+        [tool.detmodel.models.mnist]
+        path = "mnist"
+        entrypoint = ":B"
+        """,
+    )
+    paths = build(root, tmp_path, identity=IDENTITY)
+    assert [p.name for p in paths] == [
+        "demo_project-1.2.3-cifar.detmodel.tgz", "demo_project-1.2.3-cifar.detmodel.json",
+        "demo_project-1.2.3-mnist.detmodel.tgz", "demo_project-1.2.3-mnist.detmodel.json",
+    ]
+    assert list(read_tgz(paths[2])) == ["__init__.py", ".detmodel.json"]
+    assert json.loads(paths[3].read_text())["model"] == "mnist"
+    only = build(root, tmp_path / "one", model="mnist", identity=IDENTITY)
+    assert [p.name for p in only] == [paths[2].name, paths[3].name]
+    assert only[0].read_bytes() == paths[2].read_bytes()
+
+
+def determined_total(root: Path, tmp_path: Path) -> int:
+    """Determined's size accounting for the unpacked artifact (manifest included)."""
+    archive_path, _ = build(root, tmp_path / "measure", identity=IDENTITY)
+    return sum(determined_size(len(data)) for _, data in read_tgz(archive_path).values())
+
+
+def test_size_limit_exactly_at_limit_passes_one_byte_over_fails(make_project: ProjectFactory, tmp_path: Path) -> None:
+    # The limit is written into the packed pyproject.toml, so measure with a placeholder of the same width.
+    root = make_project(
+        files={"model_def.py": "class MyTrial: pass\n", "weights.bin": b"\0" * 1000, "a.txt": "a"},
+        detmodel='entrypoint = "model_def:MyTrial"\nmax-size = 9999',
+    )
+    limit = determined_total(root, tmp_path)
+    assert len(str(limit)) == 4
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("9999", str(limit)))
+    assert determined_total(root, tmp_path) == limit
+    build(root, tmp_path / "ok", identity=IDENTITY)  # exactly at the limit passes
+    pyproject.write_text(pyproject.read_text().replace(str(limit), str(limit - 1)))
+    with pytest.raises(SizeLimitError) as caught:
+        build(root, tmp_path / "over", identity=IDENTITY)
+    message = str(caught.value)
+    assert f"{limit:,} bytes as Determined counts them" in message
+    assert f"limit of {limit - 1:,} bytes" in message
+    assert "1,000 bytes  weights.bin    (.detignore line: /weights.bin)" in message
+    assert not (tmp_path / "over").exists() or not any((tmp_path / "over").iterdir())
+
+
+def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(
+    make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(files={"model_def.py": "class MyTrial: pass\n", "z.txt": "z"})
+    out = tmp_path / "out"
+    build(root, out, identity=IDENTITY)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (root / "model_def.py").write_text("class MyTrial: pass\n# changed\n")
+    real_read_once = archive._read_once
+    calls = []
+
+    def failing_read(selected, sink):  # type: ignore[no-untyped-def]
+        calls.append(selected.path)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")  # a disk failure half-way through
+        return real_read_once(selected, sink)
+
+    monkeypatch.setattr(archive, "_read_once", failing_read)
+    with pytest.raises(OSError):
+        build(root, out, identity=IDENTITY)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left either
+
+
+def test_file_changing_size_during_build_stops_it(
+    make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(files={"model_def.py": "class MyTrial: pass\n", "grow.txt": "abc"})
+    real_write_members = archive.write_members
+
+    def grow_then_write(files, out, mtime, on_file=None):  # type: ignore[no-untyped-def]
+        (root / "grow.txt").write_text("abcdef")
+        return real_write_members(files, out, mtime, on_file)
+
+    monkeypatch.setattr("hatch_detmodel.pipeline.write_members", grow_then_write)
+    with pytest.raises(ArchiveError, match=r"grow\.txt: changed size while the build ran"):
+        build(root, tmp_path / "out", identity=IDENTITY)
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_long_and_unicode_paths_use_pax_records(make_project: ProjectFactory, tmp_path: Path) -> None:
+    long_path = "/".join(["d" * 60] * 3) + "/file.py"
+    root = make_project(files={"model_def.py": "class MyTrial: pass\n", long_path: "x", "ünï/cödé.py": "y"})
+    archive_path, _ = build(root, tmp_path, identity=IDENTITY)
+    members = read_tgz(archive_path)
+    assert members[long_path][1] == b"x"
+    assert members["ünï/cödé.py"][1] == b"y"
+    assert members[long_path][0].pax_headers == {"path": long_path}
+    assert members["model_def.py"][0].pax_headers == {}
+
+
+def test_headers_parse_identically_to_tarfile(tmp_path: Path) -> None:
+    """Our hand-built header decodes to the same fields tarfile would write for that file."""
+    for path, size in [("a.py", 5), ("x" * 100, 0), ("x" * 101, 7), ("dir/ü.py", 3)]:
+        ours = archive.tar_header(path.encode(), size, 0o755, 1580601600) + b"\0" * (-size % 512 + size)
+        info = tarfile.TarInfo.frombuf(ours[:512], "utf-8", "surrogateescape")
+        with tarfile.open(fileobj=io.BytesIO(ours + b"\0" * 1024)) as tar:
+            (member,) = tar.getmembers()
+        assert (member.name, member.size, member.mode, member.mtime, member.uid, member.uname) == (
+            path, size, 0o755, 1580601600, 0, "")
+        assert info.chksum == tarfile.calc_chksums(ours[:512])[0]

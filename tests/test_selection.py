@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from hatch_detmodel.config import ProjectIdentity, load_project
+from hatch_detmodel.errors import SelectionError
+from hatch_detmodel.selection import Selector, select_files
+
+from .conftest import ProjectFactory
+
+IDENTITY = ProjectIdentity("demo-project", "1.2.3")
+TRIAL = "class MyTrial: pass\n"
+
+
+def kept(root: Path, output_dir: Path | None = None) -> list[str]:
+    (model,) = load_project(root, IDENTITY).models
+    return [f.path for f in select_files(model, output_dir).files]
+
+
+def selector(root: Path) -> Selector:
+    (model,) = load_project(root, IDENTITY).models
+    return Selector(model)
+
+
+def test_sorted_by_utf8_bytes_and_defaults(make_project: ProjectFactory) -> None:
+    root = make_project(
+        files={
+            "model_def.py": TRIAL,
+            "a-b/x.py": "",
+            "a/b/x.py": "",
+            "Z.py": "",
+            "é.py": "",
+            ".git/config": "",
+            ".venv/lib/x.py": "",
+            ".vscode/settings.json": "",
+            "terraform.tfstate": "",
+            "pkg/__pycache__/m.cpython-311.pyc": "",
+            "pkg/m.pyc": "",
+            "pkg/m.py": "",
+            "pkg/.detignore": "nested ignore files are never packed\n",
+        }
+    )
+    assert kept(root) == ["Z.py", "a-b/x.py", "a/b/x.py", "model_def.py", "pkg/m.py", "pyproject.toml", "é.py"]
+
+
+def test_builtin_defaults_can_be_reincluded_but_bytecode_never(make_project: ProjectFactory) -> None:
+    root = make_project(
+        files={
+            "model_def.py": TRIAL,
+            ".vscode/settings.json": "{}",
+            "m.pyc": "",
+            "__pycache__/x.py": "",
+            ".detignore": "!.vscode/\n!*.pyc\n!__pycache__/\n!*.py[co]\n",
+        }
+    )
+    assert kept(root) == [".vscode/settings.json", "model_def.py", "pyproject.toml"]
+    verdict = selector(root).explain("m.pyc")
+    assert (verdict.packed, verdict.reason) == (False, "always-ignored byte code")
+
+
+def test_exclude_applies_after_the_ignore_file(make_project: ProjectFactory) -> None:
+    root = make_project(
+        files={"model_def.py": TRIAL, "a.csv": "", "b.csv": "", ".detignore": "*.csv\n!b.csv\n"},
+        detmodel='entrypoint = "model_def:MyTrial"\nexclude = ["b.csv"]',
+    )
+    assert kept(root) == ["model_def.py", "pyproject.toml"]
+    assert selector(root).explain("b.csv").reason == "exclude[0]: b.csv"
+    assert selector(root).explain("a.csv").reason == ".detignore:1: *.csv"
+
+
+def test_custom_ignore_file_is_read_and_not_packed(make_project: ProjectFactory) -> None:
+    root = make_project(
+        files={"model_def.py": TRIAL, "ignore.txt": "*.log\n", "x.log": ""},
+        detmodel='entrypoint = "model_def:MyTrial"\ndetignore = "ignore.txt"',
+    )
+    assert kept(root) == ["model_def.py", "pyproject.toml"]
+
+
+def test_output_directory_inside_root_is_never_packed(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "dist/old.whl": "", "out/x.detmodel.tgz": "", ".detignore": "!dist/\n"})
+    assert kept(root, root / "dist") == ["model_def.py", "out/x.detmodel.tgz", "pyproject.toml"]
+    assert selector(root).explain("dist/old.whl").packed  # only a build's own output dir is excluded
+    # Writing into the root itself: only this tool's artifacts there are left out.
+    (root / "demo-1.detmodel.tgz").write_bytes(b"")
+    (root / ".demo-1.detmodel.tgz.abc.tmp").write_bytes(b"")
+    assert kept(root, root) == ["dist/old.whl", "model_def.py", "out/x.detmodel.tgz", "pyproject.toml"]
+
+
+def test_ignored_directories_are_pruned_not_walked(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    files: dict[str, str | bytes] = {"model_def.py": TRIAL, ".detignore": "data/\n"}
+    files.update({f"data/{i}/x.bin": "" for i in range(20)})
+    root = make_project(files=files)
+    scanned: list[str] = []
+    real_scandir = os.scandir
+
+    def recording_scandir(path):  # type: ignore[no-untyped-def]
+        scanned.append(os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", recording_scandir)
+    assert kept(root) == ["model_def.py", "pyproject.toml"]
+    assert scanned == [str(root)]
+
+
+def test_file_symlink_inside_root_is_packed_as_a_regular_file(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "lib/real.py": "X = 1\n"})
+    os.symlink("lib/real.py", root / "alias.py")
+    os.symlink("lib", root / "linked_lib")
+    (model,) = load_project(root, IDENTITY).models
+    selection = select_files(model)
+    expected = ["alias.py", "lib/real.py", "linked_lib/real.py", "model_def.py", "pyproject.toml"]
+    assert [f.path for f in selection.files] == expected
+    alias = selection.get("alias.py")
+    assert alias is not None and alias.size == len("X = 1\n")
+
+
+@pytest.mark.parametrize("kind", ["outside", "absolute", "dangling", "loop", "parent-dir"])
+def test_bad_symlinks_stop_the_build_naming_the_line(make_project: ProjectFactory, tmp_path: Path, kind: str) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "sub/x.py": ""})
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    link = root / "sub" / "link"
+    if kind == "outside":
+        os.symlink("../../secret.txt", link)
+    elif kind == "absolute":
+        os.symlink(str(outside), link)
+    elif kind == "dangling":
+        os.symlink("missing.py", link)
+    elif kind == "loop":
+        os.symlink("link2", link)
+        os.symlink("link", root / "sub" / "link2")
+    else:
+        os.symlink("..", link)
+    with pytest.raises(SelectionError) as caught:
+        kept(root)
+    message = str(caught.value)
+    assert "sub/link:" in message and "add `/sub/link" in message and "to .detignore" in message
+    # Ignoring it is the way out, and then nothing is read through the link.
+    (root / ".detignore").write_text("/sub/link\n/sub/link2\n")
+    assert kept(root) == ["model_def.py", "pyproject.toml", "sub/x.py"]
+
+
+def test_fifo_and_socket_stop_the_build_without_blocking(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL})
+    os.mkfifo(root / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(root / "sock"))
+        result: list[BaseException] = []
+        thread = threading.Thread(target=lambda: _capture(lambda: kept(root), result), daemon=True)
+        thread.start()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "selection blocked on a FIFO"
+        assert isinstance(result[0], SelectionError)
+        message = str(result[0])
+        assert "pipe: is a FIFO" in message and "sock: is a socket" in message and "2 problems" in message
+    finally:
+        server.close()
+
+
+def _capture(call, into: list[BaseException]) -> None:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except BaseException as error:
+        into.append(error)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        (b"bad\xff.py", "not valid UTF-8"),
+        ("cafe\u0301.py".encode(), "not in Unicode NFC form"),
+        (b"back\\slash.py", "backslash"),
+        (b".detmodel.json", "reserved for the artifact's manifest"),
+    ],
+)
+def test_bad_names_are_refused_with_the_fix(make_project: ProjectFactory, name: bytes, problem: str) -> None:
+    root = make_project(files={"model_def.py": TRIAL})
+    with open(os.path.join(os.fsencode(root), name), "wb") as handle:
+        handle.write(b"x")
+    with pytest.raises(SelectionError, match=problem):
+        kept(root)
+
+
+def test_case_collisions_are_refused(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "Data/a.py": "", "data/b.py": ""})
+    with pytest.raises(SelectionError, match=r"data: differs from Data only in letter case"):
+        kept(root)
+
+
+def test_executable_bit_gives_mode_755(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "run.sh": "#!/bin/sh\n"})
+    os.chmod(root / "run.sh", 0o700)
+    (model,) = load_project(root, IDENTITY).models
+    modes = {f.path: f.mode for f in select_files(model).files}
+    assert modes == {"model_def.py": "644", "pyproject.toml": "644", "run.sh": "755"}
+
+
+def test_explain_reports_parent_exclusion_and_negation(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "data/keep.txt": "", ".detignore": "# comment\ndata/\n!data/keep.txt\n"})
+    verdict = selector(root).explain("data/keep.txt")
+    assert not verdict.packed
+    assert verdict.reason == "parent directory data/ excluded by .detignore:2: data/"
+    assert selector(root).explain("model_def.py").reason == "no rule matched"
