@@ -20,6 +20,7 @@ from typing import BinaryIO, Callable, Iterable
 from .errors import ArchiveError
 from .manifest import FileRecord
 from .selection import SelectedFile
+from .shim import GeneratedFile
 
 __all__ = [
     "BLOCK",
@@ -149,23 +150,32 @@ def _read_once(selected: SelectedFile, sink: Callable[[bytes], None]) -> str:
 
 
 def write_members(
-    files: Iterable[SelectedFile],
+    files: Iterable[SelectedFile | GeneratedFile],
     out: GzipWriter,
     mtime: int,
-    on_file: Callable[[SelectedFile], None] | None = None,
+    on_file: Callable[[SelectedFile | GeneratedFile], None] | None = None,
 ) -> list[FileRecord]:
     """Write each file as a tar member; return its records (hash of exactly the bytes written)."""
     records: list[FileRecord] = []
-    for selected in files:
-        path = selected.path.encode("utf-8")
-        out.write(tar_header(path, selected.size, 0o755 if selected.executable else 0o644, mtime))
-        sha = _read_once(selected, out.write)
-        padding = -selected.size % BLOCK
+    for item in files:
+        path = item.path.encode("utf-8")
+        if isinstance(item, GeneratedFile):
+            size, mode = len(item.data), "644"
+            out.write(tar_header(path, size, 0o644, mtime))
+            out.write(item.data)
+            sha = hashlib.sha256(item.data).hexdigest()
+        else:
+            size, mode = item.size, item.mode
+            out.write(tar_header(path, size, 0o755 if item.executable else 0o644, mtime))
+            sha = _read_once(item, out.write)
+        padding = -size % BLOCK
         if padding:
             out.write(b"\x00" * padding)
-        records.append(FileRecord(path=selected.path, size=selected.size, mode=selected.mode, sha256=sha))
+        records.append(
+            FileRecord(path=item.path, size=size, mode=mode, sha256=sha, generated=isinstance(item, GeneratedFile))
+        )
         if on_file is not None:
-            on_file(selected)
+            on_file(item)
     return records
 
 

@@ -55,13 +55,19 @@ class ModelConfig:
 
     name: str
     field: str  # "tool.detmodel" or "tool.detmodel.models.<name>", for messages
-    entrypoint: str
+    entrypoint: str | tuple[str, ...]  # "<module>:<ref>", or a command (string with spaces, or argv)
     root: Path  # absolute model-definition directory
     path: str  # as configured, relative to the project root
     detignore: str
     exclude: tuple[str, ...]
     max_size: int | None
     compression_level: int
+    project_root: Path | None = None  # set when loaded from a project; None for an unpacked artifact
+
+    @property
+    def is_project_root(self) -> bool:
+        """The model definition is the whole project (``path = "."``)."""
+        return self.project_root is not None and self.root == self.project_root
 
     @property
     def ignore_file(self) -> Path:
@@ -128,11 +134,21 @@ def _parse_model(
         # Name the table the value really came from.
         return field if key in table else "tool.detmodel"
 
-    entrypoint = _string(merged, "entrypoint", origin("entrypoint"))
-    if entrypoint is None:
+    entrypoint: str | tuple[str, ...]
+    raw_entrypoint = merged.get("entrypoint")
+    entrypoint_field = f"{origin('entrypoint')}.entrypoint"
+    if raw_entrypoint is None:
         raise _fail(f"{field}.entrypoint", "is required: set it to `<module>:<TrialClass>`, e.g. `model_def:MyTrial`")
-    if not entrypoint.strip():
-        raise _fail(f"{origin('entrypoint')}.entrypoint", "must not be empty")
+    if isinstance(raw_entrypoint, list):
+        if not raw_entrypoint or not all(isinstance(a, str) and a for a in raw_entrypoint):
+            raise _fail(entrypoint_field, "must be a string or a non-empty array of non-empty strings (a command)")
+        entrypoint = tuple(raw_entrypoint)
+    elif isinstance(raw_entrypoint, str):
+        if not raw_entrypoint.strip():
+            raise _fail(entrypoint_field, "must not be empty")
+        entrypoint = raw_entrypoint
+    else:
+        raise _fail(entrypoint_field, "must be a string (`module:Class` or a command) or an array of strings")
 
     path = _string(merged, "path", origin("path"))
     path = "." if path is None else path
@@ -188,6 +204,7 @@ def _parse_model(
         exclude=tuple(exclude_value),
         max_size=max_size,
         compression_level=level,
+        project_root=project_root,
     )
 
 

@@ -1,4 +1,5 @@
-"""Entrypoint check: find the trial class an entrypoint names, statically, among the packed files.
+"""Entrypoint check: find the trial class (or the scripts of a command) an entrypoint names,
+statically, among the packed files.
 
 Nothing is imported. The object reference is followed through ``class`` definitions, assignments
 and ``import``/``from … import`` statements inside the model definition; whatever static analysis
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 from .errors import EntrypointError
 from .selection import Selection
+from .shim import SHIM_MODULE, GeneratedFile, plan_shim
 
-__all__ = ["EntrypointCheck", "TrialInfo", "check_entrypoint", "parse_entrypoint"]
+__all__ = ["EntrypointCheck", "TrialInfo", "check_entrypoint", "is_command", "parse_entrypoint"]
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MAX_HOPS = 64  # import chains longer than this are almost certainly cycles
@@ -36,10 +39,20 @@ class TrialInfo:
 
 @dataclass(frozen=True)
 class EntrypointCheck:
-    trial: TrialInfo
+    """The outcome: a trial class (``trial``) or a command (``command``), and what Determined should run."""
+
+    trial: TrialInfo | None
+    determined_entrypoint: str | list[str]
+    command: tuple[str, ...] | None = None
+    generated: tuple[GeneratedFile, ...] = ()
     warnings: tuple[str, ...] = ()
     #: where the class statement is, ``path:line`` (``None`` when it could not be followed)
     defined_at: str | None = None
+
+
+def is_command(entrypoint: str | Sequence[str]) -> bool:
+    """A list, or a string with whitespace, is a command; ``<module>:<ref>`` stays the default reading."""
+    return not isinstance(entrypoint, str) or len(entrypoint.split()) > 1
 
 
 def parse_entrypoint(entrypoint: str) -> tuple[str, str]:
@@ -252,8 +265,16 @@ def _attribute_chain(node: ast.expr) -> list[str] | None:
     return None
 
 
-def check_entrypoint(entrypoint: str, selection: Selection) -> EntrypointCheck:
-    """Check that ``entrypoint`` names a class among the packed files; raise with a fix if not."""
+def check_entrypoint(
+    entrypoint: str | Sequence[str], selection: Selection, package_name: str = "model_definition"
+) -> EntrypointCheck:
+    """Check that ``entrypoint`` names a class (or scripts) among the packed files; raise with a fix if not.
+
+    ``package_name`` is the import name the root package gets for the ``:Class`` form.
+    """
+    if is_command(entrypoint):
+        return _check_command(entrypoint, selection)
+    assert isinstance(entrypoint, str)
     module, qualname = parse_entrypoint(entrypoint)
     resolver = _Resolver(selection)
     path = resolver.module_file(module)
@@ -274,11 +295,75 @@ def check_entrypoint(entrypoint: str, selection: Selection) -> EntrypointCheck:
             f"entrypoint {entrypoint!r}: `{qualname}` is a module ({target.path}), not a class; "
             "name the class inside it, e.g. `pkg.module:TrialClass`"
         )
+    shim = selection.get(f"{SHIM_MODULE}.py")
+    existing = shim.source.read_bytes() if shim is not None else None
+    determined_entrypoint, generated = plan_shim(
+        entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
+    )
     return EntrypointCheck(
         trial=TrialInfo(module=module, qualname=qualname, path=path, bases=bases),
+        determined_entrypoint=determined_entrypoint,
+        generated=(generated,) if generated is not None else (),
         warnings=tuple(resolver.warnings),
         defined_at=defined_at,
     )
+
+
+def _check_command(entrypoint: str | Sequence[str], selection: Selection) -> EntrypointCheck:
+    """Every ``*.py`` argument and every ``-m`` module that lives in the model definition must be packed."""
+    if isinstance(entrypoint, str):
+        try:
+            argv = tuple(shlex.split(entrypoint))
+        except ValueError as error:
+            raise EntrypointError(f"entrypoint {entrypoint!r}: cannot be split into arguments ({error})") from None
+    else:
+        argv = tuple(entrypoint)
+    if not argv or not all(isinstance(a, str) and a for a in argv):
+        raise EntrypointError("entrypoint: a command must be a non-empty list of non-empty strings")
+    packed = selection.paths()
+    problems: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "-m" and index + 1 < len(argv):
+            problems += _check_module_argument(argv[index + 1], selection)
+        elif arg.startswith("-m") and len(arg) > 2 and index > 0:
+            problems += _check_module_argument(arg[2:], selection)
+        elif arg.endswith(".py") and not arg.startswith("-") and not arg.startswith("/") and index > 0:
+            rel = arg[2:] if arg.startswith("./") else arg
+            if ".." in rel.split("/") or rel in packed:
+                continue
+            problems.append(_missing_file(rel, selection, f"script {arg}"))
+    if problems:
+        raise EntrypointError(f"entrypoint {entrypoint!r}:\n  " + "\n  ".join(problems))
+    declared: str | list[str] = entrypoint if isinstance(entrypoint, str) else list(argv)
+    return EntrypointCheck(trial=None, determined_entrypoint=declared, command=argv)
+
+
+def _check_module_argument(module: str, selection: Selection) -> list[str]:
+    if not _DOTTED.match(module):
+        return []
+    top = module.split(".")[0]
+    root = selection.root
+    if not ((root / f"{top}.py").exists() or (root / top).is_dir()):
+        return []  # not part of the model definition (e.g. determined.launch.torch_distributed)
+    base = module.replace(".", "/")
+    packed = selection.paths()
+    for candidate in (f"{base}.py", f"{base}/__init__.py", f"{base}/__main__.py"):
+        if candidate in packed:
+            return []
+    for candidate in (f"{base}.py", f"{base}/__main__.py", f"{base}/__init__.py"):
+        if (root / candidate).is_file():
+            return [_missing_file(candidate, selection, f"module {module} (-m)")]
+    return [f"module {module} (-m): no {base}.py or {base}/__init__.py in the model definition"]
+
+
+def _missing_file(rel: str, selection: Selection, what: str) -> str:
+    if (selection.root / rel).is_file():
+        verdict = selection.selector.explain(rel)
+        return (
+            f"{what}: {rel} is not packed: excluded by {verdict.reason}; "
+            f"remove that rule or add `!{rel}` to {selection.selector.model.detignore}"
+        )
+    return f"{what}: {rel} does not exist in the model definition"
 
 
 def _missing_module_message(entrypoint: str, module: str, selection: Selection) -> str:

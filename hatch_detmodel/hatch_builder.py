@@ -13,7 +13,7 @@ from hatchling.builders.plugin.interface import BuilderInterface
 
 from .config import ProjectConfig, ProjectIdentity, load_project
 from .errors import DetmodelError
-from .pipeline import ARCHIVE_SUFFIX, SIDECAR_SUFFIX, Reporter, build_models
+from .pipeline import Reporter, build_models, remove_artifacts
 
 __all__ = ["DetmodelBuilder", "HatchReporter"]
 
@@ -61,13 +61,5 @@ class DetmodelBuilder(BuilderInterface):  # type: ignore[type-arg]
     def clean(self, directory: str, versions: list[str]) -> None:
         """Remove only this target's artifacts (and temporary files a killed build left)."""
         project = self._project()
-        stems = {project.artifact_stem(m) for m in project.models if not versions or m.name in versions}
-        folder = Path(directory)
-        if not folder.is_dir():
-            return
-        for path in folder.iterdir():
-            for stem in stems:
-                ours = path.name in (f"{stem}{ARCHIVE_SUFFIX}", f"{stem}{SIDECAR_SUFFIX}")
-                leftover = path.name.startswith((f".{stem}{ARCHIVE_SUFFIX}.", f".{stem}{SIDECAR_SUFFIX}."))
-                if (ours or (leftover and path.name.endswith(".tmp"))) and path.is_file():
-                    path.unlink()
+        stems = [project.artifact_stem(m) for m in project.models if not versions or m.name in versions]
+        remove_artifacts(Path(directory), stems)

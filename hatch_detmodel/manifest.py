@@ -61,6 +61,14 @@ class FileRecord:
         return cls(path=path, size=size, mode=mode, sha256=sha, generated=generated)
 
 
+def _entrypoint_value(value: object, where: str, key: str) -> str | list[str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(a, str) for a in value):
+        return list(value)
+    raise ArchiveError(f"{where}: `{key}` must be a string or a list of strings")
+
+
 def content_digest(files: tuple[FileRecord, ...] | list[FileRecord]) -> str:
     """``sha256:`` of one ``"<sha256> <mode> <path>\\n"`` line per file, in manifest order."""
     text = "".join(f"{f.sha256} {f.mode} {f.path}\n" for f in files)
@@ -86,31 +94,37 @@ class Manifest:
     project_name: str
     project_version: str
     model: str
-    entrypoint: str
-    trial: Mapping[str, Any]
+    entrypoint: str | list[str]  # as declared
+    trial: Mapping[str, Any] | None  # None for a command entrypoint
     files: tuple[FileRecord, ...]
     source_date_epoch: int
     builder_name: str
     builder_version: str
-    extra: Mapping[str, Any] = field(default_factory=dict)  # later, additive fields
+    determined_entrypoint: str | list[str] = ""  # what to put in the experiment config
+    command: tuple[str, ...] | None = None  # the argv of a command entrypoint
+    extra: Mapping[str, Any] = field(default_factory=dict)  # fields of newer schemas, kept on read
 
     @property
     def content_digest(self) -> str:
         return content_digest(self.files)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             **self.extra,
             "schema": SCHEMA,
             "project": {"name": self.project_name, "version": self.project_version},
             "model": self.model,
             "entrypoint": self.entrypoint,
-            "trial": dict(self.trial),
+            "determined_entrypoint": self.determined_entrypoint or self.entrypoint,
+            "trial": dict(self.trial) if self.trial is not None else None,
             "files": [f.to_json() for f in self.files],
             "content_digest": self.content_digest,
             "source_date_epoch": self.source_date_epoch,
             "builder": {"name": self.builder_name, "version": self.builder_version},
         }
+        if self.command is not None:
+            data["command"] = list(self.command)
+        return data
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_json())
@@ -133,22 +147,28 @@ class Manifest:
         if obj.get("schema") != SCHEMA:
             raise ArchiveError(f"{where}: schema is {obj.get('schema')!r}, expected {SCHEMA!r}")
         project, builder, trial = obj.get("project"), obj.get("builder"), obj.get("trial")
-        for key, value in (("project", project), ("builder", builder), ("trial", trial)):
+        for key, value in (("project", project), ("builder", builder)):
             if not isinstance(value, dict):
                 raise ArchiveError(f"{where}: `{key}` must be an object")
-        assert isinstance(project, dict) and isinstance(builder, dict) and isinstance(trial, dict)
+        if trial is not None and not isinstance(trial, dict):
+            raise ArchiveError(f"{where}: `trial` must be an object or null")
+        assert isinstance(project, dict) and isinstance(builder, dict)
         strings = {
             "project.name": project.get("name"),
             "project.version": project.get("version"),
             "builder.name": builder.get("name"),
             "builder.version": builder.get("version"),
             "model": obj.get("model"),
-            "entrypoint": obj.get("entrypoint"),
             "content_digest": obj.get("content_digest"),
         }
         for key, value in strings.items():
             if not isinstance(value, str):
                 raise ArchiveError(f"{where}: `{key}` must be a string")
+        entrypoint = _entrypoint_value(obj.get("entrypoint"), where, "entrypoint")
+        determined_entrypoint = _entrypoint_value(obj.get("determined_entrypoint", entrypoint), where, "determined_entrypoint")
+        command = obj.get("command")
+        if command is not None and (not isinstance(command, list) or not all(isinstance(a, str) for a in command)):
+            raise ArchiveError(f"{where}: `command` must be a list of strings")
         epoch = obj.get("source_date_epoch")
         if isinstance(epoch, bool) or not isinstance(epoch, int):
             raise ArchiveError(f"{where}: `source_date_epoch` must be an integer")
@@ -156,18 +176,20 @@ class Manifest:
         if not isinstance(raw_files, list):
             raise ArchiveError(f"{where}: `files` must be a list")
         files = tuple(FileRecord.parse(item, f"{where}: files[{i}]") for i, item in enumerate(raw_files))
-        known = {"schema", "project", "model", "entrypoint", "trial", "files", "content_digest",
-                 "source_date_epoch", "builder", "archive"}
+        known = {"schema", "project", "model", "entrypoint", "determined_entrypoint", "command", "trial", "files",
+                 "content_digest", "source_date_epoch", "builder", "archive"}
         manifest = cls(
             project_name=str(project["name"]),
             project_version=str(project["version"]),
             model=str(obj["model"]),
-            entrypoint=str(obj["entrypoint"]),
+            entrypoint=entrypoint,
             trial=trial,
             files=files,
             source_date_epoch=epoch,
             builder_name=str(builder["name"]),
             builder_version=str(builder["version"]),
+            determined_entrypoint=determined_entrypoint,
+            command=tuple(command) if command is not None else None,
             extra={k: v for k, v in obj.items() if k not in known},
         )
         if manifest.content_digest != obj["content_digest"]:

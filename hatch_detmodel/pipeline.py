@@ -8,19 +8,20 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Iterable, Sequence
 
 from . import __version__
 from .archive import GzipWriter, write_bytes_member, write_end, write_members
-from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project
+from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
 from .entrypoint import EntrypointCheck, check_entrypoint
 from .errors import SizeLimitError
 from .manifest import ArchiveRecord, FileRecord, Manifest
 from .output import Staging
 from .reproducible import source_date_epoch
-from .selection import MANIFEST_NAME, Selection, select_files
+from .selection import MANIFEST_NAME, SelectedFile, Selection, select_files
+from .shim import GeneratedFile, package_name_for
 
-__all__ = ["BuiltArtifact", "Reporter", "build", "build_models", "determined_size", "plan_model"]
+__all__ = ["BuiltArtifact", "Reporter", "build", "build_models", "determined_size", "plan_model", "remove_artifacts"]
 
 BUILDER_NAME = "hatch-detmodel"
 ARCHIVE_SUFFIX = ".detmodel.tgz"
@@ -53,6 +54,7 @@ class ModelPlan:
     model: ModelConfig
     selection: Selection
     check: EntrypointCheck
+    files: tuple[SelectedFile | GeneratedFile, ...]  # the selection plus generated files, sorted
     skeleton: Manifest  # files carry placeholder hashes until the archive is written
 
 
@@ -61,29 +63,54 @@ def determined_size(size: int) -> int:
     return 3 * -(-size // 3)
 
 
-def plan_model(project: ProjectConfig, model: ModelConfig, output_dir: Path | None, epoch: int) -> ModelPlan:
-    selection = select_files(model, output_dir)
-    check = check_entrypoint(model.entrypoint, selection)
+def root_package_name(project: ProjectConfig, model: ModelConfig) -> str:
+    """The import name of the root package for the ``:Class`` form: the model-definition directory's
+    name, or the project's normalized name when the model definition is the project root (a clone's
+    folder name must not change the artifact)."""
+    if model.root == project.root:
+        return package_name_for(normalize_name(project.identity.name))
+    return package_name_for(model.root.name)
+
+
+def _size(item: SelectedFile | GeneratedFile) -> int:
+    return len(item.data) if isinstance(item, GeneratedFile) else item.size
+
+
+def plan_model(
+    project: ProjectConfig, model: ModelConfig, output_dir: Path | None, epoch: int, extra_output_dirs: Sequence[Path] = ()
+) -> ModelPlan:
+    selection = select_files(model, output_dir, extra_output_dirs)
+    check = check_entrypoint(model.entrypoint, selection, root_package_name(project, model))
+    everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]
+    files = tuple(sorted(everything, key=lambda f: f.path.encode("utf-8")))
     placeholder = "0" * 64
     skeleton = Manifest(
         project_name=project.identity.name,
         project_version=project.identity.version,
         model=model.name,
-        entrypoint=model.entrypoint,
-        trial=check.trial.to_json(),
-        files=tuple(FileRecord(f.path, f.size, f.mode, placeholder) for f in selection.files),
+        entrypoint=model.entrypoint if isinstance(model.entrypoint, str) else list(model.entrypoint),
+        trial=check.trial.to_json() if check.trial is not None else None,
+        files=tuple(
+            FileRecord(f.path, _size(f), "644" if isinstance(f, GeneratedFile) else f.mode, placeholder,
+                       generated=isinstance(f, GeneratedFile))
+            for f in files
+        ),
         source_date_epoch=epoch,
         builder_name=BUILDER_NAME,
         builder_version=__version__,
+        determined_entrypoint=check.determined_entrypoint,
+        command=check.command,
     )
-    _check_size(model, selection, len(skeleton.to_bytes()))
-    return ModelPlan(model=model, selection=selection, check=check, skeleton=skeleton)
+    _check_size(model, selection, files, len(skeleton.to_bytes()))
+    return ModelPlan(model=model, selection=selection, check=check, files=files, skeleton=skeleton)
 
 
-def _check_size(model: ModelConfig, selection: Selection, manifest_size: int) -> None:
+def _check_size(
+    model: ModelConfig, selection: Selection, files: tuple[SelectedFile | GeneratedFile, ...], manifest_size: int
+) -> None:
     if model.max_size is None:
         return
-    total = sum(determined_size(f.size) for f in selection.files) + determined_size(manifest_size)
+    total = sum(determined_size(_size(f)) for f in files) + determined_size(manifest_size)
     if total <= model.max_size:
         return
     largest = sorted(selection.files, key=lambda f: (-f.size, f.path))[:10]
@@ -120,7 +147,7 @@ def _write_model(plan: ModelPlan, staging: Staging, output_dir: Path, stem: str)
     sink = _HashingWriter(staged.handle)
     gzip = GzipWriter(sink, plan.model.compression_level)  # type: ignore[arg-type]
     epoch = plan.skeleton.source_date_epoch
-    records = write_members(plan.selection.files, gzip, epoch)
+    records = write_members(plan.files, gzip, epoch)
     manifest = plan.skeleton.with_files(tuple(records))
     write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
     write_end(gzip)
@@ -135,14 +162,15 @@ def build_models(
     output_dir: Path,
     models: Sequence[ModelConfig],
     reporter: Reporter | None = None,
-    on_built: Callable[[BuiltArtifact], None] | None = None,
+    extra_output_dirs: Sequence[Path] = (),
 ) -> list[BuiltArtifact]:
     """Plan every model first (so a bad one fails before anything is written), then write them all
-    to temporary files and publish them together."""
+    to temporary files and publish them together. ``extra_output_dirs`` are other folders the caller
+    copies the artifacts into: like ``output_dir``, they are never packed."""
     reporter = reporter or Reporter()
     output_dir = Path(output_dir).resolve()
     epoch = source_date_epoch()
-    plans = [plan_model(project, model, output_dir, epoch) for model in models]
+    plans = [plan_model(project, model, output_dir, epoch, extra_output_dirs) for model in models]
     for plan in plans:
         for warning in plan.check.warnings:
             reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
@@ -152,9 +180,6 @@ def build_models(
         for plan in plans:
             reporter.info(f"Packing `{plan.model.name}`: {len(plan.selection.files)} files from {plan.model.root}")
             built.append(_write_model(plan, staging, output_dir, project.artifact_stem(plan.model)))
-    for artifact in built:
-        if on_built is not None:
-            on_built(artifact)
     return built
 
 
@@ -171,3 +196,18 @@ def build(
     project = load_project(project_dir, identity)
     built = build_models(project, Path(output_dir), project.select(model), reporter)
     return [path for artifact in built for path in (artifact.archive, artifact.sidecar)]
+
+
+def remove_artifacts(folder: Path, stems: Iterable[str]) -> list[Path]:
+    """Remove the archives and sidecars named after ``stems`` (and temporary files a killed build left)."""
+    if not folder.is_dir():
+        return []
+    ours = {f"{stem}{suffix}" for stem in stems for suffix in (ARCHIVE_SUFFIX, SIDECAR_SUFFIX)}
+    removed: list[Path] = []
+    for path in sorted(folder.iterdir()):
+        # Staging's temporary names are `.<final name>.<random>.tmp`
+        leftover = path.name.endswith(".tmp") and any(path.name.startswith(f".{name}.") for name in ours)
+        if (path.name in ours or leftover) and path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -12,7 +12,7 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .config import ModelConfig
 from .errors import SelectionError
@@ -56,6 +56,12 @@ BUILTIN_DEFAULTS: tuple[str, ...] = (
 
 #: Byte code is never packed, whatever the patterns say (Determined's documented rule).
 ALWAYS_IGNORED = "always-ignored byte code"
+#: When the model definition is the whole project: what differs between a checkout and an unpacked
+#: sdist (``python -m build``/``uv build`` build the wheel from the sdist), so every way builds the same.
+_PROJECT_ROOT_OUTPUTS = {
+    b"dist": "build output directory (dist/ at the project root)",
+    b"PKG-INFO": "sdist metadata (PKG-INFO at the project root)",
+}
 _ARTIFACT_SUFFIXES = (b".detmodel.tgz", b".detmodel.json")
 
 
@@ -110,7 +116,7 @@ def _bytecode(name: bytes, is_dir: bool) -> bool:
 class Selector:
     """The ordered rules for one model definition, and the walk that applies them."""
 
-    def __init__(self, model: ModelConfig, output_dir: Path | None = None) -> None:
+    def __init__(self, model: ModelConfig, output_dir: Path | None = None, extra_output_dirs: Sequence[Path] = ()) -> None:
         self.model = model
         self.root = model.root
         rules: list[Rule] = parse_pattern_list(BUILTIN_DEFAULTS, "built-in default")
@@ -124,10 +130,9 @@ class Selector:
             rules += parse_ignore_lines(data, model.detignore)
         rules += parse_pattern_list(model.exclude, "exclude")
         self.rules = RuleSet(rules)
-        # Where the build writes: pruned whole when inside the root, else only our own artifacts.
-        self.output_rel: bytes | None = None
-        if output_dir is not None:
-            self.output_rel = _relative_bytes(self.root, output_dir.resolve())
+        # Where the build writes: pruned whole when inside the root; in the root itself, only our artifacts.
+        outputs = [d for d in (output_dir, *extra_output_dirs) if d is not None]
+        self.output_rels = {rel for rel in (_relative_bytes(self.root, d) for d in outputs) if rel is not None}
 
     def decide(self, rel: bytes, is_dir: bool) -> Verdict:
         """The verdict for one path (POSIX bytes relative to the root) whose parents are all kept."""
@@ -137,12 +142,12 @@ class Selector:
             return Verdict(text, False, ALWAYS_IGNORED)
         if not is_dir and (name == b".detignore" or rel == self.ignore_rel):
             return Verdict(text, False, "ignore file (never packed)")
-        if self.output_rel is not None:
-            if self.output_rel and rel == self.output_rel and is_dir:
-                return Verdict(text, False, "build output directory")
-            parent = rel.rsplit(b"/", 1)[0] if b"/" in rel else b""
-            if not is_dir and parent == self.output_rel and _is_our_output(name):
-                return Verdict(text, False, "build output (an artifact of this tool)")
+        if is_dir and rel in self.output_rels:
+            return Verdict(text, False, "build output directory")
+        if not is_dir and b"" in self.output_rels and rel == name and _is_our_output(name):
+            return Verdict(text, False, "build output (an artifact of this tool)")
+        if self.model.is_project_root and rel in _PROJECT_ROOT_OUTPUTS and is_dir == (rel == b"dist"):
+            return Verdict(text, False, _PROJECT_ROOT_OUTPUTS[rel])
         rule = self.rules.match(rel, is_dir)
         if rule is None:
             return Verdict(text, True, "no rule matched")
@@ -245,12 +250,12 @@ def _name_problem(rel: bytes) -> str | None:
     return None
 
 
-def select_files(model: ModelConfig, output_dir: Path | None = None) -> Selection:
+def select_files(model: ModelConfig, output_dir: Path | None = None, extra_output_dirs: Sequence[Path] = ()) -> Selection:
     """Walk the model definition and return the files to pack, sorted by UTF-8 path bytes.
 
     Raises :class:`SelectionError` listing every kept path that cannot be packed faithfully.
     """
-    selector = Selector(model, output_dir)
+    selector = Selector(model, output_dir, extra_output_dirs)
     root_real = os.path.realpath(model.root)
     files: list[SelectedFile] = []
     problems: list[str] = []

@@ -18,13 +18,17 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
+from hatch_detmodel import build
+from hatch_detmodel.config import ProjectIdentity
+from hatch_detmodel.errors import SizeLimitError
 from hatch_detmodel.ignore import RuleSet, parse_ignore_lines, parse_pattern_list
 from hatch_detmodel.selection import BUILTIN_DEFAULTS
 
-from .conftest import IN_CI, require_module
+from .conftest import IN_CI, ProjectFactory, require_module
 from .test_ignore_git import ours_kept
 from .trees import ignore_files, materialize, trees
 
+IDENTITY = ProjectIdentity("sized", "1.0")
 EXAMPLES = int(os.environ.get("DETMODEL_DET_EXAMPLES", "1500" if IN_CI else "300"))
 
 #: The documented departures (README "Compatibility with Determined"), by the name the classifier gives.
@@ -227,3 +231,32 @@ def test_report_departures(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\nDetermined differential: {TREES_COMPARED} trees, departures by kind: {dict(DEPARTURES)}")
 
+
+
+def test_size_limit_is_determined_own_check_on_the_unpacked_artifact(make_project: ProjectFactory, tmp_path: Path) -> None:
+    """max-size = T (Determined's total for the unpacked artifact, manifest and generated module
+    included) passes both our build and read_v1_context(limit=T); T - 1 fails both."""
+    from determined.common import v1file_utils
+    from determined.common.context import read_v1_context
+
+    files: dict[str, str | bytes] = {"model/__init__.py": "class T: pass\n", "model/w.bin": b"\0" * 1001, "model/a.txt": "ab"}
+    root = make_project(files=files, detmodel='entrypoint = ":T"\npath = "model"\nmax-size = false')
+    archive, _ = build(root, tmp_path / "measure", identity=IDENTITY)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(archive) as tar:
+        assert "_detmodel_entrypoint.py" in tar.getnames()
+        tar.extractall(unpacked, filter="data")
+    with contextlib.redirect_stdout(io.StringIO()):
+        total = sum(v1file_utils.v1File_size(f) for f in read_v1_context(unpacked))
+    pyproject = root / "pyproject.toml"  # outside the model definition, so editing it changes nothing packed
+    pyproject.write_text(pyproject.read_text().replace("max-size = false", f"max-size = {total}"))
+    again, _ = build(root, tmp_path / "at-limit", identity=IDENTITY)
+    assert again.read_bytes() == archive.read_bytes()
+    with contextlib.redirect_stdout(io.StringIO()):
+        read_v1_context(unpacked, limit=total)
+    pyproject.write_text(pyproject.read_text().replace(f"max-size = {total}", f"max-size = {total - 1}"))
+    with pytest.raises(SizeLimitError):
+        build(root, tmp_path / "over", identity=IDENTITY)
+    with pytest.raises(ValueError, match="exceeds"), contextlib.redirect_stdout(io.StringIO()):
+        read_v1_context(unpacked, limit=total - 1)

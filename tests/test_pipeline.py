@@ -155,7 +155,7 @@ def test_several_models(make_project: ProjectFactory, tmp_path: Path) -> None:
         "demo_project-1.2.3-cifar.detmodel.tgz", "demo_project-1.2.3-cifar.detmodel.json",
         "demo_project-1.2.3-mnist.detmodel.tgz", "demo_project-1.2.3-mnist.detmodel.json",
     ]
-    assert list(read_tgz(paths[2])) == ["__init__.py", ".detmodel.json"]
+    assert list(read_tgz(paths[2])) == ["__init__.py", "_detmodel_entrypoint.py", ".detmodel.json"]
     assert json.loads(paths[3].read_text())["model"] == "mnist"
     only = build(root, tmp_path / "one", model="mnist", identity=IDENTITY)
     assert [p.name for p in only] == [paths[2].name, paths[3].name]

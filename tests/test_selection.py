@@ -82,13 +82,28 @@ def test_custom_ignore_file_is_read_and_not_packed(make_project: ProjectFactory)
 
 
 def test_output_directory_inside_root_is_never_packed(make_project: ProjectFactory) -> None:
-    root = make_project(files={"model_def.py": TRIAL, "dist/old.whl": "", "out/x.detmodel.tgz": "", ".detignore": "!dist/\n"})
-    assert kept(root, root / "dist") == ["model_def.py", "out/x.detmodel.tgz", "pyproject.toml"]
-    assert selector(root).explain("dist/old.whl").packed  # only a build's own output dir is excluded
+    root = make_project(
+        files={"model_def.py": TRIAL, "dist/old.whl": "", "PKG-INFO": "", "out/x.detmodel.tgz": "", ".detignore": "!dist/\n"}
+    )
+    # The whole project is the model definition: dist/ and an sdist's PKG-INFO never count, whatever the output.
+    assert kept(root) == ["model_def.py", "out/x.detmodel.tgz", "pyproject.toml"]
+    assert selector(root).explain("dist/old.whl").reason.endswith("build output directory (dist/ at the project root)")
+    assert kept(root, root / "out") == ["model_def.py", "pyproject.toml"]
     # Writing into the root itself: only this tool's artifacts there are left out.
     (root / "demo-1.detmodel.tgz").write_bytes(b"")
     (root / ".demo-1.detmodel.tgz.abc.tmp").write_bytes(b"")
-    assert kept(root, root) == ["dist/old.whl", "model_def.py", "out/x.detmodel.tgz", "pyproject.toml"]
+    assert kept(root, root) == ["model_def.py", "out/x.detmodel.tgz", "pyproject.toml"]
+
+
+def test_output_directory_rules_in_a_model_subfolder(make_project: ProjectFactory) -> None:
+    root = make_project(
+        files={"model/m.py": TRIAL, "model/dist/keep.txt": "", "model/out/a.whl": ""},
+        detmodel='entrypoint = "m:MyTrial"\npath = "model"',
+    )
+    (model,) = load_project(root, IDENTITY).models
+    assert [f.path for f in select_files(model).files] == ["dist/keep.txt", "m.py", "out/a.whl"]
+    copies = root / "model" / "out"
+    assert [f.path for f in select_files(model, root / "dist", [copies]).files] == ["dist/keep.txt", "m.py"]
 
 
 def test_ignored_directories_are_pruned_not_walked(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch) -> None:
