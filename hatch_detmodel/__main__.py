@@ -1,5 +1,8 @@
+"""``python -m hatch_detmodel VERB …``: the same command line as ``hatch-detmodel``."""
+
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,7 +15,7 @@ import os
 import stat
 import struct
 import zlib
-from typing import BinaryIO, Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 from .errors import ArchiveError
 from .manifest import FileRecord
@@ -25,6 +25,7 @@ from .shim import GeneratedFile
 __all__ = [
     "BLOCK",
     "GzipWriter",
+    "Writable",
     "pax_path_header",
     "tar_header",
     "write_bytes_member",
@@ -93,10 +94,14 @@ def tar_header(path: bytes, size: int, mode: int, mtime: int) -> bytes:
     return pax_path_header(path, size) + _header_block(name, ustar_size, mode, mtime, b"0")
 
 
+class Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
 class GzipWriter:
     """One gzip member on a binary file: no file name, mtime 0, fixed level (so a fixed XFL byte)."""
 
-    def __init__(self, out: BinaryIO, level: int) -> None:
+    def __init__(self, out: Writable, level: int) -> None:
         self.out = out
         self.crc = 0
         self.size = 0

@@ -21,7 +21,13 @@ class ConfigError(DetmodelError, ValueError):
 
 
 class SelectionError(DetmodelError):
-    """The model-definition tree holds something that cannot be packed safely."""
+    """The model-definition tree holds something that cannot be packed safely.
+
+    ``problems`` maps each refused path to its message (path first, then what to do)."""
+
+    def __init__(self, message: str, problems: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: dict[str, str] = dict(problems or {})
 
 
 class EntrypointError(DetmodelError):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import __version__
-from .archive import GzipWriter, write_bytes_member, write_end, write_members
+from .archive import GzipWriter, Writable, write_bytes_member, write_end, write_members
 from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
 from .entrypoint import EntrypointCheck, check_entrypoint
 from .errors import SizeLimitError
@@ -21,7 +21,18 @@ from .reproducible import source_date_epoch
 from .selection import MANIFEST_NAME, SelectedFile, Selection, select_files
 from .shim import GeneratedFile, package_name_for
 
-__all__ = ["BuiltArtifact", "Reporter", "build", "build_models", "determined_size", "plan_model", "remove_artifacts"]
+__all__ = [
+    "BuiltArtifact",
+    "HashingWriter",
+    "ModelPlan",
+    "Reporter",
+    "build",
+    "build_models",
+    "determined_size",
+    "plan_model",
+    "remove_artifacts",
+    "write_archive",
+]
 
 BUILDER_NAME = "hatch-detmodel"
 ARCHIVE_SUFFIX = ".detmodel.tgz"
@@ -126,10 +137,11 @@ def _check_size(
     )
 
 
-class _HashingWriter:
-    """Counts and hashes what goes to the staged file, so the archive is never re-read."""
+class HashingWriter:
+    """Counts and hashes the archive bytes on their way out (to a file, or nowhere), so the archive is
+    never re-read to learn its sha256."""
 
-    def __init__(self, handle: object) -> None:
+    def __init__(self, handle: Writable | None = None) -> None:
         self.handle = handle
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -137,22 +149,28 @@ class _HashingWriter:
     def write(self, data: bytes | memoryview) -> int:
         self.sha256.update(data)
         self.size += len(data)
-        return self.handle.write(data)  # type: ignore[attr-defined, no-any-return]
+        if self.handle is not None:
+            self.handle.write(data)
+        return len(data)
 
 
-def _write_model(plan: ModelPlan, staging: Staging, output_dir: Path, stem: str) -> BuiltArtifact:
-    archive_path = output_dir / f"{stem}{ARCHIVE_SUFFIX}"
-    sidecar_path = output_dir / f"{stem}{SIDECAR_SUFFIX}"
-    staged = staging.create(archive_path)
-    sink = _HashingWriter(staged.handle)
-    gzip = GzipWriter(sink, plan.model.compression_level)  # type: ignore[arg-type]
+def write_archive(plan: ModelPlan, out: Writable | None, name: str) -> tuple[Manifest, ArchiveRecord]:
+    """Stream a plan's archive to ``out`` (``None``: only hash it); return its manifest and record."""
+    sink = HashingWriter(out)
+    gzip = GzipWriter(sink, plan.model.compression_level)
     epoch = plan.skeleton.source_date_epoch
     records = write_members(plan.files, gzip, epoch)
     manifest = plan.skeleton.with_files(tuple(records))
     write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
     write_end(gzip)
     gzip.close()
-    archive_record = ArchiveRecord(name=archive_path.name, size=sink.size, sha256=sink.sha256.hexdigest())
+    return manifest, ArchiveRecord(name=name, size=sink.size, sha256=sink.sha256.hexdigest())
+
+
+def _write_model(plan: ModelPlan, staging: Staging, output_dir: Path, stem: str) -> BuiltArtifact:
+    archive_path = output_dir / f"{stem}{ARCHIVE_SUFFIX}"
+    sidecar_path = output_dir / f"{stem}{SIDECAR_SUFFIX}"
+    manifest, archive_record = write_archive(plan, staging.create(archive_path).handle, archive_path.name)
     staging.create(sidecar_path).handle.write(manifest.sidecar_bytes(archive_record))
     return BuiltArtifact(plan.model.name, archive_path, sidecar_path, manifest, archive_record)
 

@@ -179,7 +179,7 @@ class Selector:
         """Yield ``(rel, entry, verdict, is_dir)`` for every entry under kept directories, sorted."""
         root_real = os.path.realpath(self.root)
         stack: list[tuple[bytes, bytes, tuple[str, ...]]] = [(b"", os.fsencode(self.root), (root_real,))]
-        problems: list[str] = []
+        problems: dict[str, str] = {}
         while stack:
             rel_dir, abs_dir, ancestors = stack.pop()
             try:
@@ -187,7 +187,7 @@ class Selector:
                     entries = sorted(iterator, key=lambda e: e.name)
             except OSError as error:
                 shown = os.fsdecode(rel_dir.rstrip(b"/")) or "."
-                problems.append(
+                problems[shown] = (
                     f"{shown}/: cannot list directory ({error.strerror}); fix its permissions or add "
                     f"`{self.suggest_line(shown, True)}` to {self.model.detignore}"
                 )
@@ -205,7 +205,7 @@ class Selector:
                     subdirs.append((rel + b"/", entry.path, (*ancestors, real)))
             stack.extend(reversed(subdirs))
         if problems:
-            raise SelectionError("\n".join(problems))
+            raise SelectionError("\n".join(problems.values()), problems)
 
 
 def _is_dir(entry: os.DirEntry[bytes]) -> bool:
@@ -258,7 +258,7 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     selector = Selector(model, output_dir, extra_output_dirs)
     root_real = os.path.realpath(model.root)
     files: list[SelectedFile] = []
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     ignore_name = model.detignore
 
     for rel, entry, verdict, is_dir in selector.walk():
@@ -268,29 +268,29 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
         line = selector.suggest_line(shown, is_dir)
         how = f"add `{line}` to {ignore_name} to leave it out"
         if rel == MANIFEST_NAME.encode() and not is_dir:
-            problems.append(f"{shown}: this name is reserved for the artifact's manifest; rename it or {how}")
+            problems[shown] = f"{shown}: this name is reserved for the artifact's manifest; rename it or {how}"
             continue
         name_problem = _name_problem(rel)
         if name_problem:
-            problems.append(f"{shown}: {name_problem}, or {how}")
+            problems[shown] = f"{shown}: {name_problem}, or {how}"
             continue
         if entry.is_symlink():
             try:
                 target_stat = os.stat(entry.path)
             except OSError as error:
                 kind = "loops" if error.errno == 40 else "dangles (its target does not exist)"
-                problems.append(f"{shown}: symbolic link {kind}; fix it or {how}")
+                problems[shown] = f"{shown}: symbolic link {kind}; fix it or {how}"
                 continue
             real = os.path.realpath(os.fsdecode(entry.path))
             if not _inside(real, root_real):
-                problems.append(
+                problems[shown] = (
                     f"{shown}: symbolic link points outside the model definition (to {os.fsdecode(real)}); "
                     f"copy the file in or {how}"
                 )
                 continue
             if is_dir:
                 if any(real == a for a in _ancestors_of(entry.path, root_real)):
-                    problems.append(f"{shown}: symbolic link to a directory loops back to its own parent; {how}")
+                    problems[shown] = f"{shown}: symbolic link to a directory loops back to its own parent; {how}"
                 continue
             st = target_stat
         elif is_dir:
@@ -299,11 +299,11 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as error:
-                problems.append(f"{shown}: cannot be read ({error.strerror}); {how}")
+                problems[shown] = f"{shown}: cannot be read ({error.strerror}); {how}"
                 continue
         if not stat.S_ISREG(st.st_mode):
             kind = _special_kind(st.st_mode)
-            problems.append(f"{shown}: is a {kind}, not a regular file; Determined can only receive files; {how}")
+            problems[shown] = f"{shown}: is a {kind}, not a regular file; Determined can only receive files; {how}"
             continue
         files.append(
             SelectedFile(
@@ -314,10 +314,11 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             )
         )
 
-    problems += _case_collisions(files)
+    problems.update(_case_collisions(files))
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        raise SelectionError(f"{model.root}: cannot pack the model definition ({count}):\n  " + "\n  ".join(problems))
+        listing = "\n  ".join(problems[path] for path in sorted(problems))
+        raise SelectionError(f"{model.root}: cannot pack the model definition ({count}):\n  {listing}", problems)
     files.sort(key=lambda f: f.path.encode("utf-8"))
     return Selection(root=model.root, files=tuple(files), selector=selector)
 
@@ -342,10 +343,10 @@ def _special_kind(mode: int) -> str:
     return "special file"
 
 
-def _case_collisions(files: list[SelectedFile]) -> list[str]:
+def _case_collisions(files: list[SelectedFile]) -> dict[str, str]:
     """Paths (or their directories) that differ only in case collide on macOS and Windows checkouts."""
     seen: dict[str, str] = {}
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     for selected in files:
         parts = selected.path.split("/")
         for depth in range(1, len(parts) + 1):
@@ -353,8 +354,8 @@ def _case_collisions(files: list[SelectedFile]) -> list[str]:
             folded = original.casefold()
             other = seen.setdefault(folded, original)
             if other != original:
-                problems.append(
+                problems[original] = (
                     f"{original}: differs from {other} only in letter case, which collide on macOS and Windows; rename one"
                 )
                 seen[folded] = original
-    return sorted(set(problems))
+    return problems

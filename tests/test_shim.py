@@ -205,7 +205,7 @@ def test_command_entrypoints_are_recorded(make_project: ProjectFactory, tmp_path
         files={"train.py": "print('hi')\n", "tools/__init__.py": "", "tools/run.py": ""},
         detmodel=f"entrypoint = {json.dumps(entrypoint)}",
     )
-    archive, sidecar = build(root, tmp_path, identity=IDENTITY)
+    _, sidecar = build(root, tmp_path, identity=IDENTITY)
     manifest = json.loads(sidecar.read_text())
     assert manifest["entrypoint"] == entrypoint
     assert manifest["determined_entrypoint"] == entrypoint
