@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Protocol
 
 from .errors import ArchiveError
 from .manifest import FileRecord
+from .secret_guard import ContentScanner
 from .selection import SelectedFile
 from .shim import GeneratedFile
 
@@ -158,9 +159,10 @@ def write_members(
     files: Iterable[SelectedFile | GeneratedFile],
     out: GzipWriter,
     mtime: int,
-    on_file: Callable[[SelectedFile | GeneratedFile], None] | None = None,
+    scanner: ContentScanner | None = None,
 ) -> list[FileRecord]:
-    """Write each file as a tar member; return its records (hash of exactly the bytes written)."""
+    """Write each file as a tar member; return its records (hash of exactly the bytes written).
+    ``scanner`` sees every chunk of every source file, for the secrets guard's content check."""
     records: list[FileRecord] = []
     for item in files:
         path = item.path.encode("utf-8")
@@ -172,16 +174,26 @@ def write_members(
         else:
             size, mode = item.size, item.mode
             out.write(tar_header(path, size, 0o755 if item.executable else 0o644, mtime))
-            sha = _read_once(item, out.write)
+            if scanner is None:
+                sha = _read_once(item, out.write)
+            else:
+                scanner.start(item.path)
+                sha = _read_once(item, _tee(scanner.feed, out.write))
         padding = -size % BLOCK
         if padding:
             out.write(b"\x00" * padding)
         records.append(
             FileRecord(path=item.path, size=size, mode=mode, sha256=sha, generated=isinstance(item, GeneratedFile))
         )
-        if on_file is not None:
-            on_file(item)
     return records
+
+
+def _tee(first: Callable[[bytes], None], second: Callable[[bytes], object]) -> Callable[[bytes], None]:
+    def both(chunk: bytes) -> None:
+        first(chunk)
+        second(chunk)
+
+    return both
 
 
 def write_bytes_member(out: GzipWriter, path: str, data: bytes, mtime: int) -> None:

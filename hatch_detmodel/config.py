@@ -32,7 +32,9 @@ DEFAULT_COMPRESSION_LEVEL = 6
 #: The model name used when ``[tool.detmodel]`` has no ``models`` table.
 DEFAULT_MODEL = "default"
 
-_MODEL_KEYS = frozenset({"entrypoint", "path", "detignore", "exclude", "max-size", "compression-level"})
+_MODEL_KEYS = frozenset(
+    {"entrypoint", "path", "detignore", "exclude", "max-size", "compression-level", "allow-secrets"}
+)
 _TOP_KEYS = _MODEL_KEYS | {"models"}
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
@@ -63,6 +65,7 @@ class ModelConfig:
     max_size: int | None
     compression_level: int
     project_root: Path | None = None  # set when loaded from a project; None for an unpacked artifact
+    allow_secrets: tuple[str, ...] = ()  # patterns of secret-looking files packed on purpose
 
     @property
     def is_project_root(self) -> bool:
@@ -177,6 +180,12 @@ def _parse_model(
     exclude_value = merged.get("exclude", [])
     if not isinstance(exclude_value, list) or not all(isinstance(p, str) for p in exclude_value):
         raise _fail(f"{origin('exclude')}.exclude", "must be an array of strings (gitignore patterns)")
+    allow_value = merged.get("allow-secrets", [])
+    if not isinstance(allow_value, list) or not all(isinstance(p, str) and p.strip() for p in allow_value):
+        raise _fail(
+            f"{origin('allow-secrets')}.allow-secrets",
+            "must be an array of paths or patterns of secret-looking files to pack on purpose",
+        )
 
     max_size_value = merged.get("max-size", DEFAULT_MAX_SIZE)
     max_size: int | None
@@ -205,6 +214,7 @@ def _parse_model(
         max_size=max_size,
         compression_level=level,
         project_root=project_root,
+        allow_secrets=tuple(allow_value),
     )
 
 

@@ -14,10 +14,11 @@ from . import __version__
 from .archive import GzipWriter, Writable, write_bytes_member, write_end, write_members
 from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
 from .entrypoint import EntrypointCheck, check_entrypoint
-from .errors import SizeLimitError
+from .errors import SelectionError, SizeLimitError
 from .manifest import ArchiveRecord, FileRecord, Manifest
 from .output import Staging
 from .reproducible import source_date_epoch
+from .secret_guard import SecretGuard
 from .selection import MANIFEST_NAME, SelectedFile, Selection, select_files
 from .shim import GeneratedFile, package_name_for
 
@@ -159,7 +160,12 @@ def write_archive(plan: ModelPlan, out: Writable | None, name: str) -> tuple[Man
     sink = HashingWriter(out)
     gzip = GzipWriter(sink, plan.model.compression_level)
     epoch = plan.skeleton.source_date_epoch
-    records = write_members(plan.files, gzip, epoch)
+    scanner = SecretGuard(plan.model.allow_secrets, plan.model.detignore).scanner()
+    records = write_members(plan.files, gzip, epoch, scanner)
+    if scanner.found:
+        found = scanner.found
+        listing = "\n  ".join(found[path] for path in sorted(found))
+        raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
     manifest = plan.skeleton.with_files(tuple(records))
     write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
     write_end(gzip)
@@ -192,6 +198,9 @@ def build_models(
     for plan in plans:
         for warning in plan.check.warnings:
             reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
+        guard = SecretGuard(plan.model.allow_secrets, plan.model.detignore)
+        for unused in guard.unused_allowances(f.path for f in plan.selection.files):
+            reporter.warning(f"{plan.model.field}.{unused}; check the path or remove the entry")
     os.makedirs(output_dir, exist_ok=True)
     built: list[BuiltArtifact] = []
     with Staging() as staging:

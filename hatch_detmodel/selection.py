@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 from .config import ModelConfig
 from .errors import SelectionError
 from .ignore import Rule, RuleSet, parse_ignore_lines, parse_pattern_list
+from .secret_guard import SecretGuard
 
 __all__ = [
     "ALWAYS_IGNORED",
@@ -315,6 +316,11 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
         )
 
     problems.update(_case_collisions(files))
+    guard = SecretGuard(model.allow_secrets, ignore_name)
+    for selected in files:
+        secret = guard.name_problem(selected.path)
+        if secret is not None:
+            problems[selected.path] = secret
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         listing = "\n  ".join(problems[path] for path in sorted(problems))

@@ -219,9 +219,9 @@ def test_file_changing_size_during_build_stops_it(
     root = make_project(files={"model_def.py": "class MyTrial: pass\n", "grow.txt": "abc"})
     real_write_members = archive.write_members
 
-    def grow_then_write(files, out, mtime, on_file=None):  # type: ignore[no-untyped-def]
+    def grow_then_write(files, out, mtime, scanner=None):  # type: ignore[no-untyped-def]
         (root / "grow.txt").write_text("abcdef")
-        return real_write_members(files, out, mtime, on_file)
+        return real_write_members(files, out, mtime, scanner)
 
     monkeypatch.setattr("hatch_detmodel.pipeline.write_members", grow_then_write)
     with pytest.raises(ArchiveError, match=r"grow\.txt: changed size while the build ran"):

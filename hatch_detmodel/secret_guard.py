@@ -1,0 +1,119 @@
+"""Secrets guard: a kept file that looks like a credential stops the build.
+
+Names are checked during selection; file contents (private-key headers) while the archive is
+written, on the same bytes that are hashed, so nothing is read twice. An ignore-file negation can
+never bring such a file back: only ``[tool.detmodel] allow-secrets`` packs one on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from .ignore import RuleSet, parse_pattern_list
+
+__all__ = ["SECRET_PATTERNS", "ContentScanner", "SecretGuard"]
+
+#: gitignore-style patterns for files that hold credentials (later `!` lines carve out templates).
+SECRET_PATTERNS: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    "!.env.example",
+    "!.env.sample",
+    "!.env.template",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "!id_*.pub",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    ".netrc",
+    "_netrc",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    ".aws/credentials",
+    ".docker/config.json",
+    ".kube/config",
+    "kubeconfig",
+    "*.kubeconfig",
+    "service-account*.json",
+    "application_default_credentials.json",
+    "*.tfstate",
+    "*.tfstate.*",
+)
+GUARD_RULE = "secrets guard"
+_KEY_HEADER = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_OVERLAP = 64  # longer than any header, so one spanning two chunks is still seen
+
+
+def _fix(ignore_file: str) -> str:
+    return (
+        f"leave it out with a line in {ignore_file}, or pack it on purpose by naming it in "
+        "[tool.detmodel] allow-secrets = [...]"
+    )
+
+
+class SecretGuard:
+    """The built-in secret patterns minus the model's ``allow-secrets`` patterns."""
+
+    def __init__(self, allow: Iterable[str], ignore_file: str) -> None:
+        self.secrets = RuleSet(parse_pattern_list(SECRET_PATTERNS, GUARD_RULE))
+        self.allow_patterns = tuple(allow)
+        self.allowed = RuleSet(parse_pattern_list(self.allow_patterns, "allow-secrets"))
+        self.ignore_file = ignore_file
+
+    def is_allowed(self, path: str) -> bool:
+        return self.allowed.is_ignored(path.encode("utf-8"), False)
+
+    def name_problem(self, path: str) -> str | None:
+        """The refusal message for a kept file whose name looks like a secret, else ``None``."""
+        encoded = path.encode("utf-8")
+        if not self.secrets.is_ignored(encoded, False) or self.is_allowed(path):
+            return None
+        rule = self.secrets.match(encoded, False)
+        assert rule is not None
+        return f"{path}: looks like a secret (matches `{rule.pattern}` of the secrets guard); {_fix(self.ignore_file)}"
+
+    def unused_allowances(self, paths: Iterable[str]) -> list[str]:
+        """``allow-secrets`` entries that match no packed file (most likely a typo)."""
+        unused = []
+        path_list = list(paths)
+        for index, pattern in enumerate(self.allow_patterns):
+            single = RuleSet(parse_pattern_list([pattern], "allow-secrets"))
+            if not any(single.is_ignored(p.encode("utf-8"), False) for p in path_list):
+                unused.append(f"allow-secrets[{index}] `{pattern}` matches no packed file")
+        return unused
+
+    def scanner(self) -> ContentScanner:
+        return ContentScanner(self)
+
+
+class ContentScanner:
+    """Watches file contents as they stream into the archive and remembers private-key headers."""
+
+    def __init__(self, guard: SecretGuard) -> None:
+        self.guard = guard
+        self.found: dict[str, str] = {}
+        self._path = ""
+        self._tail = b""
+        self._skip = False
+
+    def start(self, path: str) -> None:
+        self._path, self._tail = path, b""
+        self._skip = self.guard.is_allowed(path)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._skip or self._path in self.found:
+            return
+        window = self._tail + chunk[: _OVERLAP * 2] if self._tail else b""
+        match = (window and _KEY_HEADER.search(window)) or _KEY_HEADER.search(chunk)
+        if match:
+            header = match.group(0).decode("ascii")
+            self.found[self._path] = (
+                f"{self._path}: contains a private key (`{header}`); {_fix(self.guard.ignore_file)}"
+            )
+        self._tail = chunk[-_OVERLAP:]
