@@ -17,7 +17,7 @@ $PY -m pip install --quiet --no-deps determined==0.38.1
 $PY -m pip install --quiet appdirs filelock psutil requests ruamel.yaml urllib3 certifi idna \
   charset-normalizer numpy packaging tensorboard torch==2.13.0
 git --version
-$PY -m ruff check hatch_detmodel tests benchmarks
+$PY -m ruff check .
 $PY -m mypy
 # pytest exits 5 when no test ran: that is a failure here, and so it stays non-zero.
 $PY -m pytest "$@"
