@@ -553,9 +553,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerate_undecodable_names() -> None:
+    """A damaged archive's member names (or a file name on disk) may not be UTF-8: they are printed
+    escaped (``\\udcff``, also valid inside a JSON string) instead of crashing the output."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    _tolerate_undecodable_names()
     try:
         return int(args.handler(args))
     except DetmodelError as error:
@@ -563,10 +573,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             _emit_json({"error": str(error)})
         print(f"hatch-detmodel: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("hatch-detmodel: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # `hatch-detmodel inspect … | head`: the reader left; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as error:
+        # A disk or permission error the library did not word itself: still one line, never a traceback.
+        where = f"{error.filename}: " if error.filename else ""
+        message = f"{where}{error.strerror or error}"
+        if getattr(args, "json", False):
+            _emit_json({"error": message})
+        print(f"hatch-detmodel: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hatch-detmodel: interrupted; no partial output was left behind", file=sys.stderr)
+        return 130

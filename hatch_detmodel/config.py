@@ -174,6 +174,8 @@ def _parse_model(
     if not detignore or os.path.isabs(detignore) or "\x00" in detignore:
         raise _fail(ignore_field, "must be a relative file path such as `.detignore`")
     ignore_path = root / detignore
+    if ignore_path.resolve() != root and root not in ignore_path.resolve().parents:
+        raise _fail(ignore_field, f"must name a file inside the model definition, not {detignore!r}")
     if ignore_path.exists() and not ignore_path.is_file():
         raise _fail(ignore_field, f"must name a file, but {detignore!r} is a directory")
 

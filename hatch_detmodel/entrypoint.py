@@ -64,6 +64,11 @@ def parse_entrypoint(entrypoint: str) -> tuple[str, str]:
             "(or `:MyTrial` for a class exposed by the root __init__.py)"
         )
     module, _, qualname = text.partition(":")
+    if ".." in module.replace("\\", "/").split("/") or module.startswith(("/", "\\")):
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r}: `{module}` points outside the model definition; the module must be a "
+            "file or package inside it, named with dots relative to its root (e.g. `pkg.model_def:MyTrial`)"
+        )
     if module.endswith(".py") or "/" in module or "\\" in module:
         suggestion = module.replace("\\", "/")
         suggestion = suggestion[:-3] if suggestion.endswith(".py") else suggestion
@@ -329,7 +334,12 @@ def _check_command(entrypoint: str | Sequence[str], selection: Selection) -> Ent
             problems += _check_module_argument(arg[2:], selection)
         elif arg.endswith(".py") and not arg.startswith("-") and not arg.startswith("/") and index > 0:
             rel = arg[2:] if arg.startswith("./") else arg
-            if ".." in rel.split("/") or rel in packed:
+            if ".." in rel.split("/"):
+                problems.append(
+                    f"script {arg}: lies outside the model definition, which is all Determined receives; move it inside"
+                )
+                continue
+            if rel in packed:
                 continue
             problems.append(_missing_file(rel, selection, f"script {arg}"))
     if problems:

@@ -54,6 +54,13 @@ class DetmodelBuilder(BuilderInterface):  # type: ignore[type-arg]
             except DetmodelError as error:
                 self.app.abort(f"hatch-detmodel: {error}")
                 raise
+            except OSError as error:  # a disk or permission error not worded by the library: still no traceback
+                where = f"{error.filename}: " if error.filename else ""
+                self.app.abort(f"hatch-detmodel: {where}{error.strerror or error}")
+                raise
+            except KeyboardInterrupt:
+                self.app.abort("hatch-detmodel: interrupted; no partial artifact was left behind", code=130)
+                raise
             return str(artifact.archive)
 
         return build_one

@@ -50,6 +50,8 @@ class FileRecord:
         generated = data.get("generated", False)
         if not isinstance(path, str) or not path:
             raise ArchiveError(f"{where}.path: must be a non-empty string")
+        if any("\ud800" <= c <= "\udfff" for c in path):
+            raise ArchiveError(f"{where}.path: must be valid Unicode (it holds a lone surrogate escape)")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ArchiveError(f"{where}.size: must be a non-negative integer")
         if mode not in ("644", "755"):
@@ -72,7 +74,8 @@ def _entrypoint_value(value: object, where: str, key: str) -> str | list[str]:
 def content_digest(files: tuple[FileRecord, ...] | list[FileRecord]) -> str:
     """``sha256:`` of one ``"<sha256> <mode> <path>\\n"`` line per file, in manifest order."""
     text = "".join(f"{f.sha256} {f.mode} {f.path}\n" for f in files)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogateescape: a member name read from a damaged tar header (not UTF-8) still hashes, as its bytes
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,10 @@ class Manifest:
         try:
             obj = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ArchiveError(f"{where}: not a JSON manifest ({error})") from None
+        except RecursionError:
+            raise ArchiveError(f"{where}: not a manifest (JSON nested too deeply to read)") from None
+        except ValueError as error:  # e.g. an integer of more than 4,300 digits
             raise ArchiveError(f"{where}: not a JSON manifest ({error})") from None
         if not isinstance(obj, dict):
             raise ArchiveError(f"{where}: must be a JSON object")

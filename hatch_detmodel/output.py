@@ -11,7 +11,9 @@ import os
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Iterable, Iterator
+
+from .errors import ArchiveError
 
 __all__ = ["StagedFile", "Staging"]
 
@@ -22,30 +24,103 @@ def _current_umask() -> int:
     return mask
 
 
+def _cannot_write(final: Path, error: OSError) -> ArchiveError:
+    """A disk error (full, I/O error, quota, file size limit, read-only) as one message naming the output."""
+    reason = error.strerror or str(error)
+    return ArchiveError(
+        f"{final}: cannot be written ({reason}); nothing was written and any older file there is unchanged. "
+        "Free space or fix the folder, or choose another output folder"
+    )
+
+
+class _Handle:
+    """The staged file's handle: every write error becomes an :class:`ArchiveError` naming the output."""
+
+    def __init__(self, final: Path, raw: BinaryIO) -> None:
+        self.final = final
+        self.raw = raw
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        try:
+            return self.raw.write(data)
+        except OSError as error:
+            raise _cannot_write(self.final, error) from None
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as error:
+            raise _cannot_write(self.final, error) from None
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class StagedFile:
     """A temporary file beside ``final``; :meth:`publish` renames it into place."""
 
     def __init__(self, final: Path) -> None:
         self.final = final
-        fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        try:
+            fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        except OSError as error:
+            raise _cannot_write(final, error) from None
         self.temporary = Path(name)
-        self.handle: BinaryIO = os.fdopen(fd, "wb")
+        self.handle = _Handle(final, os.fdopen(fd, "wb"))
 
     def finish(self) -> None:
         """Flush to disk and give the file the permissions a normal new file would have."""
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.chmod(self.temporary, 0o666 & ~_current_umask())
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.chmod(self.temporary, 0o666 & ~_current_umask())
+        except OSError as error:
+            raise _cannot_write(self.final, error) from None
 
     def publish(self) -> None:
-        os.replace(self.temporary, self.final)
+        try:
+            os.replace(self.temporary, self.final)
+        except OSError as error:
+            raise _cannot_write(self.final, error) from None
 
     def discard(self) -> None:
-        if not self.handle.closed:
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
             self.handle.close()
         with contextlib.suppress(FileNotFoundError):
             self.temporary.unlink()
+
+
+@contextlib.contextmanager
+def _folders_locked(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on each destination folder (no lock file is created) while a build
+    renames its files into place, so two builds publishing into one folder at once never leave one's
+    archive beside the other's sidecar. Where ``flock`` is missing, the renames are still atomic one by one."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    descriptors: list[int] = []
+    try:
+        for folder in sorted(set(folders)):  # one order for every process: no deadlock
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue  # publishing will report the folder's problem
+            descriptors.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in descriptors:
+            os.close(fd)  # closing releases the lock
 
 
 class Staging:
@@ -70,8 +145,9 @@ class Staging:
                 for staged in self.files:
                     if not staged.handle.closed:
                         staged.finish()
-                for staged in self.files:
-                    staged.publish()
+                with _folders_locked(staged.final.parent for staged in self.files):
+                    for staged in self.files:
+                        staged.publish()
                 return
             except BaseException:
                 for staged in self.files:

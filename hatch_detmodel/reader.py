@@ -124,7 +124,9 @@ def _parse_pax(data: bytes, offset: int) -> dict[str, str]:
         if not data[pos:].strip(b"\x00"):
             break
         space = data.find(b" ", pos)
-        length = int(data[pos:space]) if space > pos and data[pos:space].isdigit() else 0
+        digits = data[pos:space]
+        # at most 20 digits: a longer length cannot fit the bounded header (and int() refuses >4300 digits)
+        length = int(digits) if space > pos and digits.isdigit() and len(digits) <= 20 else 0
         end = pos + length
         if length <= 0 or end > len(data) or data[end - 1 : end] != b"\n" or b"=" not in data[space + 1 : end]:
             raise CorruptArchive(f"PAX header at byte {offset}: malformed record")
@@ -329,10 +331,10 @@ class _TarStream:
         name = pax.get("path", name)
         linkname = pax.get("linkpath", linkname)
         if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                raise CorruptArchive(f"PAX header at byte {offset}: size {pax['size']!r} is not a number") from None
+            text = pax["size"]
+            if not (text.isascii() and text.isdigit() and len(text) <= 20):
+                raise CorruptArchive(f"PAX header at byte {offset}: size {text[:40]!r} is not a non-negative number")
+            size = int(text)
         self.count += 1
         if self.count > self.limits.max_members:
             raise LimitExceeded(f"more than {self.limits.max_members:,} members; refusing to read on")
@@ -469,8 +471,9 @@ class ArtifactReport:
         """The manifest, or an :class:`ArchiveError` saying why there is none."""
         if self.manifest is not None:
             return self.manifest
-        reasons = "; ".join(p.message for p in self.problems if p.code in ("no-manifest", "manifest-invalid", "corrupt",
-                                                                          "limit")) or "no readable manifest"
+        prefix = f"{self.path}: "  # each message names the artifact already; name it once
+        reasons = "; ".join(p.message.removeprefix(prefix) for p in self.problems
+                            if p.code in ("no-manifest", "manifest-invalid", "corrupt", "limit")) or "no readable manifest"
         raise ArchiveError(f"{self.path}: {reasons}")
 
     def to_json(self) -> dict[str, Any]:
@@ -499,6 +502,10 @@ def path_problem(name: str) -> str | None:
         return "the name is empty"
     if "\x00" in name:
         return "the name contains a NUL byte"
+    if any("\ud800" <= c <= "\udfff" for c in name):
+        return "the name is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "the name contains a control character"
     if "\\" in name:
         return "the name contains a backslash (a separator on Windows)"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -556,7 +563,9 @@ class _Verifier:
             where = f"{self.path}: member {member.name!r}"
             problem = path_problem(member.name)
             if problem:
-                self.add("unsafe-name", member.name, f"{where}: {problem}; it would be written outside the folder")
+                escapes = "absolute" in problem or "`..`" in problem
+                consequence = "it would be written outside the folder" if escapes else "unpack refuses to write it"
+                self.add("unsafe-name", member.name, f"{where}: {problem}; {consequence}")
             if member.kind != "file":
                 link = f" → {member.linkname}" if member.linkname else ""
                 self.add("not-regular", member.name, f"{where} is a {member.kind}{link}; artifacts hold regular files only")

@@ -169,9 +169,13 @@ class Selector:
         is_dir = (self.root / full).is_dir()
         return self.decide(full.encode("utf-8", "surrogateescape"), is_dir)
 
-    def suggest_line(self, rel: str, is_dir: bool = False) -> str:
-        """The line to add to the ignore file that would exclude ``rel``."""
-        escaped = "".join("\\" + c if c in "*?[]\\!#" else c for c in rel)
+    def suggest_line(self, rel: str | bytes, is_dir: bool = False) -> str:
+        """The line to add to the ignore file that would exclude ``rel`` (raw bytes for names that are
+        not UTF-8: such bytes and control characters become ``?``, which matches one byte as in git)."""
+        text = rel.decode("utf-8", "surrogateescape") if isinstance(rel, bytes) else rel
+        escaped = "".join(
+            "?" if _unprintable(c) else "\\" + c if c in "*?[]\\!#" else c for c in text
+        )
         if escaped.endswith(" "):
             escaped = escaped[:-1] + "\\ "
         return f"/{escaped}/" if is_dir else f"/{escaped}"
@@ -187,10 +191,10 @@ class Selector:
                 with os.scandir(abs_dir) as iterator:
                     entries = sorted(iterator, key=lambda e: e.name)
             except OSError as error:
-                shown = os.fsdecode(rel_dir.rstrip(b"/")) or "."
+                shown = display_path(rel_dir.rstrip(b"/")) or "."
                 problems[shown] = (
                     f"{shown}/: cannot list directory ({error.strerror}); fix its permissions or add "
-                    f"`{self.suggest_line(shown, True)}` to {self.model.detignore}"
+                    f"`{self.suggest_line(rel_dir.rstrip(b'/') or b'.', True)}` to {self.model.detignore}"
                 )
                 continue
             subdirs: list[tuple[bytes, bytes, tuple[str, ...]]] = []
@@ -207,6 +211,17 @@ class Selector:
             stack.extend(reversed(subdirs))
         if problems:
             raise SelectionError("\n".join(problems.values()), problems)
+
+
+def _unprintable(char: str) -> bool:
+    """A control character, or a byte that was not UTF-8 (decoded with ``surrogateescape``)."""
+    return ord(char) < 32 or ord(char) == 127 or 0xDC80 <= ord(char) <= 0xDCFF
+
+
+def display_path(rel: bytes) -> str:
+    """A path as messages show it: undecodable bytes and control characters escaped as ``\\xNN``."""
+    text = rel.decode("utf-8", "surrogateescape")
+    return "".join(f"\\x{(ord(c) & 0xFF):02x}" if _unprintable(c) else c for c in text)
 
 
 def _is_dir(entry: os.DirEntry[bytes]) -> bool:
@@ -265,8 +280,8 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     for rel, entry, verdict, is_dir in selector.walk():
         if not verdict.packed or entry is None:
             continue
-        shown = rel.decode("utf-8", "backslashreplace")
-        line = selector.suggest_line(shown, is_dir)
+        shown = display_path(rel)
+        line = selector.suggest_line(rel, is_dir)
         how = f"add `{line}` to {ignore_name} to leave it out"
         if rel == MANIFEST_NAME.encode() and not is_dir:
             problems[shown] = f"{shown}: this name is reserved for the artifact's manifest; rename it or {how}"

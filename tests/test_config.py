@@ -132,3 +132,9 @@ def test_bad_model_name(make_project: ProjectFactory) -> None:
     root = make_project(detmodel='[tool.detmodel]\nentrypoint = "m:T"\n[tool.detmodel.models."a/b"]\npath = "."\n')
     with pytest.raises(ConfigError, match="cannot be used in a file name"):
         load(root)
+
+
+def test_ignore_file_outside_the_model_definition_is_refused(make_project: ProjectFactory) -> None:
+    root = make_project(detmodel='entrypoint = "model_def:MyTrial"\ndetignore = "../outside"')
+    with pytest.raises(ConfigError, match=r"Field `tool\.detmodel\.detignore` must name a file inside the model definition"):
+        load(root)

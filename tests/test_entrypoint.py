@@ -129,3 +129,9 @@ def test_function_module_and_syntax_error(make_project: ProjectFactory) -> None:
 def test_import_cycle_is_an_error_not_a_hang(make_project: ProjectFactory) -> None:
     with pytest.raises(EntrypointError, match="cycle"):
         check(make_project, "a:T", {"a.py": "from b import T\n", "b.py": "from a import T\n"})
+
+
+@pytest.mark.parametrize("entrypoint", ["../x:MyTrial", "/abs/x:MyTrial", "pkg/../x:MyTrial"])
+def test_module_outside_the_model_definition_is_refused(entrypoint: str) -> None:
+    with pytest.raises(EntrypointError, match="points outside the model definition"):
+        parse_entrypoint(entrypoint)

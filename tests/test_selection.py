@@ -222,3 +222,17 @@ def test_explain_reports_parent_exclusion_and_negation(make_project: ProjectFact
     assert not verdict.packed
     assert verdict.reason == "parent directory data/ excluded by .detignore:2: data/"
     assert selector(root).explain("model_def.py").reason == "no rule matched"
+
+
+def test_suggested_lines_work_for_names_that_are_not_utf8_or_have_control_characters(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": TRIAL})
+    for name in (b"bad\xff.py", b"ctl\x01name.py"):
+        with open(os.path.join(os.fsencode(root), name), "wb") as handle:
+            handle.write(b"x")
+    with pytest.raises(SelectionError) as caught:
+        kept(root)
+    message = str(caught.value)
+    assert "bad\\xff.py: its name is not valid UTF-8" in message and "add `/bad?.py` to .detignore" in message
+    assert "ctl\\x01name.py: its name contains a control character" in message and "`/ctl?name.py`" in message
+    (root / ".detignore").write_text("/bad?.py\n/ctl?name.py\n")  # exactly the suggested lines
+    assert kept(root) == ["model_def.py", "pyproject.toml"]

@@ -231,3 +231,9 @@ def test_command_entrypoint_errors_name_the_file_and_rule(
     )
     with pytest.raises(EntrypointError, match=message):
         build(root, tmp_path, identity=IDENTITY)
+
+
+def test_command_script_outside_the_model_definition_is_refused(make_project: ProjectFactory, tmp_path: Path) -> None:
+    root = make_project(files={"train.py": ""}, detmodel='entrypoint = ["python3", "../train.py"]')
+    with pytest.raises(EntrypointError, match=r"script \.\./train\.py: lies outside the model definition"):
+        build(root, tmp_path, identity=IDENTITY)
