@@ -6,6 +6,7 @@ prints every artifact, and ``hatch build -t detmodel:cifar`` builds one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,6 +62,9 @@ class DetmodelBuilder(BuilderInterface):  # type: ignore[type-arg]
             except KeyboardInterrupt:
                 self.app.abort("hatch-detmodel: interrupted; no partial artifact was left behind", code=130)
                 raise
+            # hatch prints the returned archive path; the sidecar beside it is printed the same way.
+            sidecar = str(artifact.sidecar)
+            self.app.display_info(os.path.relpath(sidecar, self.root) if sidecar.startswith(self.root) else sidecar)
             return str(artifact.archive)
 
         return build_one

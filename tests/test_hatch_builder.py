@@ -30,7 +30,8 @@ def hatchling(project: Path, *args: str, check: bool = True):  # type: ignore[no
 def test_builds_prints_and_matches_the_library(make_project: ProjectFactory, tmp_path: Path) -> None:
     root = make_project()
     result = hatchling(root, "-t", "detmodel")
-    assert "dist/demo_project-1.2.3.detmodel.tgz" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "dist/demo_project-1.2.3.detmodel.tgz" in output and "dist/demo_project-1.2.3.detmodel.json" in output
     built = {p.name: p.read_bytes() for p in (root / "dist").iterdir()}
     assert sorted(built) == ["demo_project-1.2.3.detmodel.json", "demo_project-1.2.3.detmodel.tgz"]
     expected = {p.name: p.read_bytes() for p in build(root, tmp_path / "lib")}
