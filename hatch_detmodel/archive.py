@@ -10,13 +10,13 @@ a gzip header with no name, mtime 0 and a fixed compression level.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
-import struct
-import zlib
 from typing import Callable, Iterable, Protocol
 
+from .compress import ParallelGzip
 from .errors import ArchiveError
 from .manifest import FileRecord
 from .secret_guard import ContentScanner
@@ -37,6 +37,8 @@ __all__ = [
 BLOCK = 512
 RECORD = 20 * BLOCK
 _CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_ZEROS = b"\x00" * BLOCK
 _MAX_OCTAL_SIZE = 8**11  # ustar's 12-byte size field
 
 
@@ -45,14 +47,21 @@ def _octal(value: int, width: int) -> bytes:
 
 
 def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes) -> bytes:
-    fields = [
-        name.ljust(100, b"\x00"),
-        _octal(mode, 8),
-        _octal(0, 8),  # uid
-        _octal(0, 8),  # gid
-        _octal(size, 12),
-        _octal(mtime, 12),
-        b" " * 8,  # checksum placeholder
+    """One ustar header block: the fixed fields come from a cached template, the checksum is summed
+    from the template's and the variable fields' bytes."""
+    head, tail, constant_sum = _template(mode, mtime, typeflag)
+    size_field = b"%011o\x00" % size
+    checksum = constant_sum + sum(name) + sum(size_field)
+    return b"".join((name.ljust(100, b"\x00"), head, size_field, tail[0], b"%06o\x00 " % checksum, tail[1]))
+
+
+@functools.lru_cache(maxsize=64)
+def _template(mode: int, mtime: int, typeflag: bytes) -> tuple[bytes, tuple[bytes, bytes], int]:
+    """For one (mode, mtime, typeflag): the fields between name and size, after size up to the
+    checksum, after the checksum; and the byte sum of all fixed fields (checksum counted as spaces)."""
+    head = _octal(mode, 8) + _octal(0, 8) + _octal(0, 8)  # mode, uid, gid
+    before_checksum = _octal(mtime, 12)
+    after_checksum = b"".join((
         typeflag,
         b"\x00" * 100,  # linkname
         b"ustar\x0000",
@@ -61,10 +70,9 @@ def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes
         b"\x00" * 8,  # devmajor
         b"\x00" * 8,  # devminor
         b"\x00" * 155,  # prefix
-    ]
-    block = b"".join(fields).ljust(BLOCK, b"\x00")
-    checksum = b"%06o\x00 " % sum(block)
-    return block[:148] + checksum + block[156:]
+    )).ljust(BLOCK - 156, b"\x00")
+    constant_sum = sum(head) + sum(before_checksum) + 8 * ord(" ") + sum(after_checksum)
+    return head, (before_checksum, after_checksum), constant_sum
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:
@@ -99,38 +107,21 @@ class Writable(Protocol):
     def write(self, data: bytes | memoryview, /) -> object: ...
 
 
-class GzipWriter:
-    """One gzip member on a binary file: no file name, mtime 0, fixed level (so a fixed XFL byte)."""
+class GzipWriter(ParallelGzip):
+    """The archive's gzip stream: one member with no file name, mtime 0 and a fixed level (so a fixed
+    XFL byte), compressed on every core in fixed-size jobs (see :mod:`hatch_detmodel.compress`); the
+    bytes do not depend on ``workers``."""
 
-    def __init__(self, out: Writable, level: int) -> None:
-        self.out = out
-        self.crc = 0
-        self.size = 0
-        self._deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
-        xfl = 2 if level == 9 else 4 if level == 1 else 0
-        out.write(b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + bytes([xfl, 255]))
-
-    def write(self, data: bytes | memoryview) -> None:
-        self.crc = zlib.crc32(data, self.crc)
-        self.size += len(data)
-        compressed = self._deflate.compress(data)
-        if compressed:
-            self.out.write(compressed)
-
-    def close(self) -> None:
-        self.out.write(self._deflate.flush())
-        self.out.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+    def __init__(self, out: Writable, level: int, workers: int | None = None) -> None:
+        super().__init__(out, level, workers)
 
 
 def _read_once(selected: SelectedFile, sink: Callable[[bytes], None]) -> str:
     """Stream one file into ``sink``; return its sha256. The bytes hashed are the bytes written."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(selected.source, flags)
+        fd = os.open(selected.source, _OPEN_FLAGS)
     except OSError as error:
         raise ArchiveError(f"{selected.path}: cannot be read ({error.strerror}); fix its permissions or ignore it") from None
-    digest = hashlib.sha256()
-    written = 0
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -139,6 +130,14 @@ def _read_once(selected: SelectedFile, sink: Callable[[bytes], None]) -> str:
             raise ArchiveError(
                 f"{selected.path}: changed size while the build ran ({selected.size} → {info.st_size} bytes); rebuild"
             )
+        if selected.size < _CHUNK:
+            # One read asks for a byte more than expected: a short or long answer means it changed.
+            data = os.read(fd, selected.size + 1)
+            if len(data) != selected.size:
+                raise ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
+            sink(data)
+            return hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256()
         remaining = selected.size
         while remaining:
             chunk = os.read(fd, min(_CHUNK, remaining))
@@ -146,9 +145,8 @@ def _read_once(selected: SelectedFile, sink: Callable[[bytes], None]) -> str:
                 break
             digest.update(chunk)
             sink(chunk)
-            written += len(chunk)
             remaining -= len(chunk)
-        if written != selected.size or os.read(fd, 1):
+        if remaining or os.read(fd, 1):
             raise ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
     finally:
         os.close(fd)
@@ -181,7 +179,7 @@ def write_members(
                 sha = _read_once(item, _tee(scanner.feed, out.write))
         padding = -size % BLOCK
         if padding:
-            out.write(b"\x00" * padding)
+            out.write(_ZEROS[:padding])
         records.append(
             FileRecord(path=item.path, size=size, mode=mode, sha256=sha, generated=isinstance(item, GeneratedFile))
         )

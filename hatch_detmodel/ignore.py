@@ -55,6 +55,14 @@ _POSIX_CLASSES: dict[bytes, frozenset[int]] = {
 }
 _SLASH = ord("/")
 _NEVER = b"(?!)"
+_ANY_DIRS = b"(?:.*/)?"
+
+
+def _alternation(rules: list[tuple[int, bytes]]) -> re.Pattern[bytes] | None:
+    """One regex trying the rules last first; the group name ``r<index>`` says which matched."""
+    if not rules:
+        return None
+    return re.compile(b"|".join(b"(?P<r%d>%s)" % (i, regex) for i, regex in reversed(rules)), re.DOTALL)
 
 
 class _Unmatchable(Exception):
@@ -256,21 +264,38 @@ class RuleSet:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
-        live = [(i, r) for i, r in enumerate(self.rules) if r.regex != _NEVER]
-        if live:
-            alternatives = b"|".join(b"(?P<r%d>%s)" % (i, r.regex) for i, r in reversed(live))
-            self._regex: re.Pattern[bytes] | None = re.compile(alternatives, re.DOTALL)
-        else:
-            self._regex = None
+        # Rules that can only match the last path component (no slash: ``*.pyc``, ``__pycache__/``,
+        # ``**/x``) are tried on ``kind\0basename``, without the ``(?:.*/)?`` scan over the whole
+        # path; the others on ``kind\0path``. Each alternation lists its rules last first, so each
+        # finds its last matching rule, and the later of the two decides (git's "last match wins").
+        basename: list[tuple[int, bytes]] = []
+        whole: list[tuple[int, bytes]] = []
+        for i, rule in enumerate(self.rules):
+            if rule.regex == _NEVER:
+                continue
+            kind, _, rest = rule.regex.partition(b"\\x00")
+            tail = rest[len(_ANY_DIRS) :]
+            # the tail never matches a "/": no literal slash (``[^/]`` excludes one) and no ``.*``
+            if rest.startswith(_ANY_DIRS) and b"/" not in tail.replace(b"[^/]", b"") and b".*" not in tail:
+                basename.append((i, kind + b"\\x00" + tail))
+            else:
+                whole.append((i, rule.regex))
+        self._basename = _alternation(basename)
+        self._whole = _alternation(whole)
 
     def match(self, path: bytes, is_dir: bool) -> Rule | None:
         """The deciding rule for ``path`` (POSIX, relative to the root, no trailing slash)."""
-        if self._regex is None:
-            return None
-        found = self._regex.fullmatch((b"D\x00" if is_dir else b"F\x00") + path)
-        if found is None or found.lastgroup is None:
-            return None
-        return self.rules[int(found.lastgroup[1:])]
+        kind = b"D\x00" if is_dir else b"F\x00"
+        best = -1
+        if self._basename is not None:
+            found = self._basename.fullmatch(kind + path[path.rfind(b"/") + 1 :])
+            if found is not None and found.lastgroup is not None:
+                best = int(found.lastgroup[1:])
+        if self._whole is not None:
+            found = self._whole.fullmatch(kind + path)
+            if found is not None and found.lastgroup is not None:
+                best = max(best, int(found.lastgroup[1:]))
+        return self.rules[best] if best >= 0 else None
 
     def is_ignored(self, path: bytes, is_dir: bool) -> bool:
         rule = self.match(path, is_dir)

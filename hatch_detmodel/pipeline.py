@@ -160,16 +160,20 @@ def write_archive(plan: ModelPlan, out: Writable | None, name: str) -> tuple[Man
     sink = HashingWriter(out)
     gzip = GzipWriter(sink, plan.model.compression_level)
     epoch = plan.skeleton.source_date_epoch
-    scanner = SecretGuard(plan.model.allow_secrets, plan.model.detignore).scanner()
-    records = write_members(plan.files, gzip, epoch, scanner)
-    if scanner.found:
-        found = scanner.found
-        listing = "\n  ".join(found[path] for path in sorted(found))
-        raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
-    manifest = plan.skeleton.with_files(tuple(records))
-    write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
-    write_end(gzip)
-    gzip.close()
+    try:
+        scanner = SecretGuard(plan.model.allow_secrets, plan.model.detignore).scanner()
+        records = write_members(plan.files, gzip, epoch, scanner)
+        if scanner.found:
+            found = scanner.found
+            listing = "\n  ".join(found[path] for path in sorted(found))
+            raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
+        manifest = plan.skeleton.with_files(tuple(records))
+        write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
+        write_end(gzip)
+        gzip.close()
+    except BaseException:
+        gzip.abort()  # stop the compression workers; the caller discards the partial output
+        raise
     return manifest, ArchiveRecord(name=name, size=sink.size, sha256=sink.sha256.hexdigest())
 
 

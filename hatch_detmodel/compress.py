@@ -1,0 +1,193 @@
+"""Deterministic parallel gzip: one gzip member, compressed pigz-style on every core.
+
+The uncompressed stream is cut at fixed offsets into jobs of :data:`JOB` bytes, whatever the number
+of cores. Each job is deflated on its own (in a thread pool: zlib releases the GIL) with the
+:data:`WINDOW` bytes before it as preset dictionary, so back-references across a job boundary
+are not lost; every job but the last ends with a sync flush, which byte-aligns the raw deflate
+stream so the jobs' outputs concatenate into one valid deflate stream (the last ends it). The CRC
+and size of the gzip trailer are computed on the uncompressed bytes in order.
+
+Inside a job, each :data:`PIECE` is sampled: when its sample looks random (not ASCII, and nearly
+every byte value present), the piece is taken as incompressible (random data, already compressed
+files) and written as stored deflate blocks — a copy instead of a futile search. Runs of compressible pieces are deflated
+at the configured level, again with the preceding :data:`WINDOW` bytes as dictionary.
+
+Every decision depends only on the bytes, the level and these constants, never on the number of
+workers or thread timing, so the output is byte-identical for the same input and the same zlib.
+A stream of at most one job whose pieces all compress is byte-identical to a plain single
+``zlib.compressobj`` member.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+__all__ = ["JOB", "PIECE", "WINDOW", "ParallelGzip", "default_workers", "deflate_job"]
+
+#: Bytes of uncompressed stream per job (the unit of parallelism). Fixed: the output depends on it.
+JOB = 1 << 19
+#: The unit of the compressible/incompressible decision inside a job.
+PIECE = 1 << 14
+#: Deflate's window: the history handed to the next run as preset dictionary.
+WINDOW = 1 << 15
+_SAMPLE = 512  # bytes sampled from the middle of each piece
+_DISTINCT = 192  # distinct byte values in a sample above which a piece is taken as incompressible
+_STORED_MAX = 0xFFFF  # a stored block holds at most 65,535 bytes
+_FINAL_EMPTY_STORED = b"\x01\x00\x00\xff\xff"  # BFINAL=1, stored, length 0
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+def default_workers() -> int:
+    """The cores this process may run on (the output never depends on it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _incompressible(piece: memoryview) -> bool:
+    """Random-looking: a sample from the middle of the piece is not ASCII and holds more than
+    :data:`_DISTINCT` different byte values (random bytes give about 221 of 512, text under 100)."""
+    start = max(0, (len(piece) - _SAMPLE) // 2)
+    sample = bytes(piece[start : start + _SAMPLE])
+    return len(sample) == _SAMPLE and not sample.isascii() and len(set(sample)) > _DISTINCT
+
+
+def _stored(data: memoryview, out: list[bytes | memoryview]) -> None:
+    for start in range(0, len(data), _STORED_MAX):
+        block = data[start : start + _STORED_MAX]
+        out.append(struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF))
+        out.append(block)
+
+
+def deflate_job(data: bytes, history: bytes, level: int, final: bool) -> bytes:
+    """Raw deflate of one job: ends byte-aligned with a sync flush, or with the final block."""
+    view = memoryview(data)
+    n = len(data)
+    # Classify pieces; consecutive pieces of one kind form a run.
+    runs: list[tuple[int, int, bool]] = []  # (start, end, compress)
+    if level > 0 and n:
+        for start in range(0, n, PIECE):
+            end = min(n, start + PIECE)
+            compress = not _incompressible(view[start:end])
+            if runs and runs[-1][2] == compress:
+                runs[-1] = (runs[-1][0], end, compress)
+            else:
+                runs.append((start, end, compress))
+    elif n:
+        runs.append((0, n, True))
+    out: list[bytes | memoryview] = []
+    ended = False
+    for index, (start, end, compress) in enumerate(runs):
+        if not compress:
+            _stored(view[start:end], out)
+            continue
+        if start >= WINDOW:
+            window = data[start - WINDOW : start]
+        else:
+            window = history[max(0, len(history) - (WINDOW - start)) :] + data[:start]
+        if window:
+            deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, zdict=window)
+        else:
+            deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
+        out.append(deflate.compress(view[start:end]))
+        last = final and index == len(runs) - 1
+        out.append(deflate.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
+        ended = last
+    if final and not ended:
+        out.append(_FINAL_EMPTY_STORED)
+    return b"".join(out)
+
+
+class ParallelGzip:
+    """A writable gzip stream: ``write`` the uncompressed bytes, then ``close``.
+
+    At most ``workers + 1`` jobs are in flight, so memory stays a few MiB whatever the input.
+    ``workers=1`` compresses in the calling thread; the bytes are the same for any ``workers``.
+    """
+
+    def __init__(self, out: _Sink, level: int, workers: int | None = None) -> None:
+        if not 0 <= level <= 9:
+            raise ValueError(f"compression level must be 0-9, not {level}")
+        self.out = out
+        self.level = level
+        self.crc = 0
+        self.size = 0
+        self.workers = default_workers() if workers is None else max(1, workers)
+        self._buffer = bytearray()
+        self._history = b""
+        self._pending: deque[Future[bytes]] = deque()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="detmodel-gzip") if self.workers > 1 else None
+        self._closed = False
+        xfl = 2 if level == 9 else 4 if level == 1 else 0
+        out.write(b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + bytes([xfl, 255]))
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        self.size += len(data)
+        if len(self._buffer) >= JOB:
+            self._dispatch_full()
+
+    def _dispatch_full(self) -> None:
+        buffer = self._buffer
+        taken = len(buffer) - len(buffer) % JOB
+        with memoryview(buffer) as view:
+            for start in range(0, taken, JOB):
+                self._dispatch(bytes(view[start : start + JOB]), final=False)
+        del buffer[:taken]
+
+    def _dispatch(self, job: bytes, final: bool) -> None:
+        self.crc = zlib.crc32(job, self.crc)
+        history = self._history
+        self._history = job[-WINDOW:] if len(job) >= WINDOW else (history + job)[-WINDOW:]
+        if self._pool is None:
+            self.out.write(deflate_job(job, history, self.level, final))
+            return
+        self._pending.append(self._pool.submit(deflate_job, job, history, self.level, final))
+        while len(self._pending) > self.workers:
+            self.out.write(self._pending.popleft().result())
+
+    def drain(self) -> None:
+        """Wait for the jobs in flight and write them out (frees their memory; the bytes are unchanged)."""
+        while self._pending:
+            self.out.write(self._pending.popleft().result())
+
+    def close(self) -> None:
+        """Compress what is left, write the trailer, and stop the workers."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._dispatch(bytes(self._buffer), final=True)
+            self._buffer = bytearray()
+            self.drain()
+            self.out.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.size & 0xFFFFFFFF))
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop the workers without writing more (after an error)."""
+        self._closed = True
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> ParallelGzip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.abort()
