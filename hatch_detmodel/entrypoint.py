@@ -12,6 +12,7 @@ import ast
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Sequence, Union
 
 from .errors import EntrypointError
@@ -120,7 +121,7 @@ class _Resolver:
             selected = self.selection.get(path)
             assert selected is not None
             try:
-                source = selected.source.read_bytes()
+                source = Path(selected.source).read_bytes()
                 self._trees[path] = ast.parse(source, filename=path)
             except SyntaxError as error:
                 raise EntrypointError(
@@ -301,7 +302,7 @@ def check_entrypoint(
             "name the class inside it, e.g. `pkg.module:TrialClass`"
         )
     shim = selection.get(f"{SHIM_MODULE}.py")
-    existing = shim.source.read_bytes() if shim is not None else None
+    existing = Path(shim.source).read_bytes() if shim is not None else None
     determined_entrypoint, generated = plan_shim(
         entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
     )

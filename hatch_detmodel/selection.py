@@ -8,6 +8,7 @@ every directory in sorted order, and refuses anything it cannot pack faithfully 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import unicodedata
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ class SelectedFile:
     """A regular file to pack: its archive path and where its bytes are read from."""
 
     path: str  # POSIX, relative to the model-definition root, NFC
-    source: Path  # absolute path (a symlink inside the root is read through)
+    source: str | os.PathLike[str]  # where to read it (a symlink inside the root is read through)
     size: int
     executable: bool
 
@@ -252,7 +253,12 @@ def _relative_bytes(root: Path, target: Path) -> bytes | None:
     return os.fsencode(os.path.relpath(target_real, root_real)).replace(os.sep.encode(), b"/")
 
 
+_PLAIN_NAME_BAD_BYTES = re.compile(rb"[\x00-\x1f\x7f\\]")
+
+
 def _name_problem(rel: bytes) -> str | None:
+    if rel.isascii() and _PLAIN_NAME_BAD_BYTES.search(rel) is None:
+        return None  # the common case: nothing to decode or normalise
     try:
         text = rel.decode("utf-8")
     except UnicodeDecodeError:
@@ -277,36 +283,37 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     problems: dict[str, str] = {}
     ignore_name = model.detignore
 
+    def refuse(rel: bytes, is_dir: bool, problem: str) -> None:
+        # Messages are built only for refused paths: the common path stays cheap.
+        shown = display_path(rel)
+        how = f"add `{selector.suggest_line(rel, is_dir)}` to {ignore_name} to leave it out"
+        problems[shown] = f"{shown}: {problem}{how}"
+
+    manifest_name = MANIFEST_NAME.encode()
     for rel, entry, verdict, is_dir in selector.walk():
         if not verdict.packed or entry is None:
             continue
-        shown = display_path(rel)
-        line = selector.suggest_line(rel, is_dir)
-        how = f"add `{line}` to {ignore_name} to leave it out"
-        if rel == MANIFEST_NAME.encode() and not is_dir:
-            problems[shown] = f"{shown}: this name is reserved for the artifact's manifest; rename it or {how}"
+        if rel == manifest_name and not is_dir:
+            refuse(rel, is_dir, "this name is reserved for the artifact's manifest; rename it or ")
             continue
         name_problem = _name_problem(rel)
         if name_problem:
-            problems[shown] = f"{shown}: {name_problem}, or {how}"
+            refuse(rel, is_dir, f"{name_problem}, or ")
             continue
         if entry.is_symlink():
             try:
                 target_stat = os.stat(entry.path)
             except OSError as error:
                 kind = "loops" if error.errno == 40 else "dangles (its target does not exist)"
-                problems[shown] = f"{shown}: symbolic link {kind}; fix it or {how}"
+                refuse(rel, is_dir, f"symbolic link {kind}; fix it or ")
                 continue
             real = os.path.realpath(os.fsdecode(entry.path))
             if not _inside(real, root_real):
-                problems[shown] = (
-                    f"{shown}: symbolic link points outside the model definition (to {os.fsdecode(real)}); "
-                    f"copy the file in or {how}"
-                )
+                refuse(rel, is_dir, f"symbolic link points outside the model definition (to {real}); copy the file in or ")
                 continue
             if is_dir:
                 if any(real == a for a in _ancestors_of(entry.path, root_real)):
-                    problems[shown] = f"{shown}: symbolic link to a directory loops back to its own parent; {how}"
+                    refuse(rel, is_dir, "symbolic link to a directory loops back to its own parent; ")
                 continue
             st = target_stat
         elif is_dir:
@@ -315,16 +322,15 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as error:
-                problems[shown] = f"{shown}: cannot be read ({error.strerror}); {how}"
+                refuse(rel, is_dir, f"cannot be read ({error.strerror}); ")
                 continue
         if not stat.S_ISREG(st.st_mode):
-            kind = _special_kind(st.st_mode)
-            problems[shown] = f"{shown}: is a {kind}, not a regular file; Determined can only receive files; {how}"
+            refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
         files.append(
             SelectedFile(
                 path=rel.decode("utf-8"),
-                source=Path(os.fsdecode(entry.path)),
+                source=os.fsdecode(entry.path),
                 size=st.st_size,
                 executable=bool(st.st_mode & stat.S_IXUSR),
             )
@@ -366,17 +372,21 @@ def _special_kind(mode: int) -> str:
 
 def _case_collisions(files: list[SelectedFile]) -> dict[str, str]:
     """Paths (or their directories) that differ only in case collide on macOS and Windows checkouts."""
-    seen: dict[str, str] = {}
-    problems: dict[str, str] = {}
+    names: set[str] = set()
     for selected in files:
-        parts = selected.path.split("/")
-        for depth in range(1, len(parts) + 1):
-            original = "/".join(parts[:depth])
-            folded = original.casefold()
-            other = seen.setdefault(folded, original)
-            if other != original:
-                problems[original] = (
-                    f"{original}: differs from {other} only in letter case, which collide on macOS and Windows; rename one"
+        path = selected.path
+        while path and path not in names:  # the file and each directory above it, once
+            names.add(path)
+            path = path.rpartition("/")[0]
+    by_folded: dict[str, list[str]] = {}
+    for name in names:
+        by_folded.setdefault(name.casefold(), []).append(name)
+    problems: dict[str, str] = {}
+    for group in by_folded.values():
+        if len(group) > 1:
+            first, *others = sorted(group, key=lambda n: n.encode("utf-8"))
+            for other in others:
+                problems[other] = (
+                    f"{other}: differs from {first} only in letter case, which collide on macOS and Windows; rename one"
                 )
-                seen[folded] = original
     return problems

@@ -66,7 +66,7 @@ def test_example_artifact_layout_and_manifest(tmp_path: Path) -> None:
     assert manifest["content_digest"] == independent_digest(manifest["files"])
     # Canonical JSON: sorted keys, trailing newline.
     raw = members[".detmodel.json"][1]
-    assert raw == (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+    assert raw == (json.dumps(manifest, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
     sidecar = json.loads(sidecar_path.read_text())
     assert sidecar.pop("archive") == {
         "name": archive_path.name,
