@@ -17,6 +17,10 @@ $PY -m pip install --quiet --no-deps determined==0.38.1
 $PY -m pip install --quiet appdirs filelock psutil requests ruamel.yaml urllib3 certifi idna \
   charset-normalizer numpy packaging tensorboard torch==2.13.0
 git --version
+# Go's archive/tar + compress/gzip (what Determined's master reads uploads with) for the reader check.
+if ! command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null
+fi
 # The oldest Python the package supports (requires-python >= 3.9): the core tests run there too.
 OLDEST=""
 if command -v pyenv >/dev/null 2>&1; then

@@ -163,8 +163,8 @@ def test_every_reader_accepts_the_artifact(mixed_project: Path, tmp_path: Path) 
 def test_go_reader_accepts_the_artifact(mixed_project: Path, tmp_path: Path) -> None:
     """Determined's master reads uploads with Go's archive/tar over compress/gzip."""
     go = shutil.which("go")
-    if go is None:
-        pytest.skip("Go is not installed (optional check)")
+    require(go is not None, "Go (`go`, Debian's golang-go; .ci/test.sh installs it)")
+    assert go is not None
     archive, _ = build(mixed_project, tmp_path / "out", identity=IDENTITY)
     program = tmp_path / "main.go"
     program.write_text(GO_READER)
