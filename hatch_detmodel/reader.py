@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Callable, Iterator, Protocol, cast
@@ -24,7 +24,6 @@ from .selection import MANIFEST_NAME
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "ArchiveMember",
     "ArchiveStream",
     "ArtifactReport",
     "CorruptArchive",
@@ -35,7 +34,6 @@ __all__ = [
     "Problem",
     "ProgressCallback",
     "VerificationFailed",
-    "iter_members",
     "mode_string",
     "path_problem",
     "read_artifact",
@@ -733,40 +731,3 @@ def read_artifact(
         notes=tuple(verifier.notes),
         complete=complete,
     )
-
-
-# --- a simple in-memory view, for small archives and tests -------------------------------------
-
-
-@dataclass(frozen=True)
-class ArchiveMember:
-    """One member as read back, with its content (members are bounded by the caller's limits)."""
-
-    name: str
-    type: bytes
-    mode: int
-    size: int
-    data: bytes = field(repr=False)
-
-
-_TYPEFLAGS = {kind: flag for flag, kind in _KINDS.items() if flag != b"\x00"}
-
-
-def iter_members(handle: BinaryIO, where: str, max_total: int | None = None) -> Iterator[ArchiveMember]:
-    """Read the members of a gzip tar (with their data) without extracting anything; bad streams
-    raise :class:`ArchiveError`. Use :func:`read_artifact` to verify an artifact."""
-    limits = Limits(max_total=max_total) if max_total is not None else DEFAULT_LIMITS
-    try:
-        with gzip.GzipFile(fileobj=handle, mode="rb") as data:
-            tar = _TarStream(data, limits)
-            while True:
-                member = tar.next()
-                if member is None:
-                    return
-                record = member.record
-                content = b"".join(member.chunks())
-                yield ArchiveMember(record.name, _TYPEFLAGS.get(record.kind, b"?"), record.mode, record.size, content)
-    except ArchiveError as error:
-        raise ArchiveError(f"{where}: {error}") from None
-    except (OSError, EOFError, zlib.error) as error:
-        raise ArchiveError(f"{where}: not a readable gzip tar ({error})") from None

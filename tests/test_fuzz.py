@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from hatch_detmodel.errors import DetmodelError
 from hatch_detmodel.manifest import Manifest
-from hatch_detmodel.reader import Limits, iter_members, read_artifact
+from hatch_detmodel.reader import ArchiveStream, Limits, read_artifact
 from hatch_detmodel.summary import summarize
 from hatch_detmodel.unpack import unpack_artifact
 
@@ -186,12 +186,13 @@ def _read_everything(path: Path, destination: Path) -> None:
         return
     if report.manifest is not None:
         summarize(report)
-    with path.open("rb") as handle:
-        try:
-            for _ in iter_members(handle, str(path), max_total=LIMITS.max_total):
-                pass
-        except DetmodelError:
-            pass
+    try:
+        with ArchiveStream(path, LIMITS) as stream:
+            for member in stream:
+                for _ in member.chunks():
+                    pass
+    except DetmodelError:
+        pass
     if report.ok:
         shutil.rmtree(destination, ignore_errors=True)
         unpack_artifact(path, destination, limits=LIMITS, report=report)

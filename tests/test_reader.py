@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hatch_detmodel.errors import ArchiveError
-from hatch_detmodel.reader import ArchiveStream, Limits, iter_members, path_problem, read_artifact
+from hatch_detmodel.reader import ArchiveStream, Limits, path_problem, read_artifact
 
 from .artifacts import (
     FILES,
@@ -311,14 +311,18 @@ def test_stream_gives_member_data_in_chunks(artifact: Path) -> None:
     assert record.sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()
 
 
-def test_iter_members_reads_small_archives_in_memory(artifact: Path) -> None:
-    with artifact.open("rb") as handle:
-        members = list(iter_members(handle, str(artifact)))
-    assert members[-1].name == ".detmodel.json" and members[-1].type == b"0"
-    with pytest.raises(ArchiveError, match="exceeds the limit"), artifact.open("rb") as handle:
-        list(iter_members(handle, str(artifact), max_total=1000))
-    with pytest.raises(ArchiveError, match="not-an-archive"):
-        list(iter_members(io.BytesIO(b"nope"), "not-an-archive"))
+def test_stream_bounds_what_it_decompresses(artifact: Path, tmp_path: Path) -> None:
+    with ArchiveStream(artifact) as stream:
+        names = [member.name for member in stream]
+    assert names[-1] == ".detmodel.json"
+    with pytest.raises(ArchiveError, match="exceeds the limit"), ArchiveStream(artifact, Limits(max_total=1000)) as stream:
+        for member in stream:
+            for _ in member.chunks():
+                pass
+    garbage = tmp_path / "garbage.tgz"
+    garbage.write_bytes(b"nope")
+    with pytest.raises(ArchiveError, match="not a gzip file"):
+        ArchiveStream(garbage)
 
 
 @pytest.mark.parametrize(
