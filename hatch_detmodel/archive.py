@@ -14,12 +14,12 @@ import functools
 import hashlib
 import os
 import stat
-from typing import Callable, Iterable, Protocol
+from typing import Iterable, Protocol
 
 from .compress import ParallelGzip
 from .errors import ArchiveError
 from .manifest import FileRecord
-from .secret_guard import ContentScanner
+from .secret_guard import OVERLAP, ContentScanner
 from .selection import SelectedFile
 from .shim import GeneratedFile
 
@@ -37,6 +37,7 @@ __all__ = [
 BLOCK = 512
 RECORD = 20 * BLOCK
 _CHUNK = 1 << 20
+_BATCH = 1 << 17  # bytes of small members handed to the compressor at once
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 _ZEROS = b"\x00" * BLOCK
 _MAX_OCTAL_SIZE = 8**11  # ustar's 12-byte size field
@@ -116,38 +117,63 @@ class GzipWriter(ParallelGzip):
         super().__init__(out, level, workers)
 
 
-def _read_once(selected: SelectedFile, sink: Callable[[bytes], None]) -> str:
-    """Stream one file into ``sink``; return its sha256. The bytes hashed are the bytes written."""
+def _open(selected: SelectedFile) -> int:
     try:
-        fd = os.open(selected.source, _OPEN_FLAGS)
+        return os.open(selected.source, _OPEN_FLAGS)
     except OSError as error:
         raise ArchiveError(f"{selected.path}: cannot be read ({error.strerror}); fix its permissions or ignore it") from None
+
+
+def _changed(selected: SelectedFile, fd: int) -> ArchiveError:
+    """The error for a file that no longer matches what selection saw (asked only once it differs)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return ArchiveError(f"{selected.path}: is no longer a regular file; rebuild")
+    if info.st_size != selected.size:
+        return ArchiveError(
+            f"{selected.path}: changed size while the build ran ({selected.size} → {info.st_size} bytes); rebuild"
+        )
+    return ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
+
+
+def _read_small(selected: SelectedFile) -> bytes:
+    """A file below :data:`_CHUNK`, in one read that asks for a byte more than expected: a short or
+    long answer means it changed since selection (no ``fstat`` per file: the common case is cheap)."""
+    fd = _open(selected)
+    try:
+        try:
+            data = os.read(fd, selected.size + 1)
+        except OSError:  # e.g. replaced by a directory
+            raise _changed(selected, fd) from None
+        if len(data) != selected.size:
+            raise _changed(selected, fd)
+        return data
+    finally:
+        os.close(fd)
+
+
+def _stream_large(selected: SelectedFile, out: GzipWriter, scanner: ContentScanner | None) -> str:
+    """Stream a large file into ``out`` chunk by chunk; return its sha256 (of exactly the bytes written)."""
+    fd = _open(selected)
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ArchiveError(f"{selected.path}: is no longer a regular file; rebuild")
-        if info.st_size != selected.size:
-            raise ArchiveError(
-                f"{selected.path}: changed size while the build ran ({selected.size} → {info.st_size} bytes); rebuild"
-            )
-        if selected.size < _CHUNK:
-            # One read asks for a byte more than expected: a short or long answer means it changed.
-            data = os.read(fd, selected.size + 1)
-            if len(data) != selected.size:
-                raise ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
-            sink(data)
-            return hashlib.sha256(data).hexdigest()
+        if not stat.S_ISREG(info.st_mode) or info.st_size != selected.size:
+            raise _changed(selected, fd)
         digest = hashlib.sha256()
         remaining = selected.size
+        tail = b""
         while remaining:
             chunk = os.read(fd, min(_CHUNK, remaining))
             if not chunk:
                 break
             digest.update(chunk)
-            sink(chunk)
+            out.write(chunk)
+            if scanner is not None:
+                scanner.scan(selected.path, tail + chunk)
+                tail = chunk[-OVERLAP:]
             remaining -= len(chunk)
         if remaining or os.read(fd, 1):
-            raise ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
+            raise _changed(selected, fd)
     finally:
         os.close(fd)
     return digest.hexdigest()
@@ -160,38 +186,40 @@ def write_members(
     scanner: ContentScanner | None = None,
 ) -> list[FileRecord]:
     """Write each file as a tar member; return its records (hash of exactly the bytes written).
-    ``scanner`` sees every chunk of every source file, for the secrets guard's content check."""
+    ``scanner`` sees the bytes of every source file, for the secrets guard's content check.
+
+    Small members are gathered into one batch before they reach ``out``: per file, the work is one
+    open/read/close, a hash and a header (this loop is most of a build of many small files)."""
     records: list[FileRecord] = []
+    append = records.append
+    sha256 = hashlib.sha256
+    batch = bytearray()
     for item in files:
-        path = item.path.encode("utf-8")
+        path = item.path
         if isinstance(item, GeneratedFile):
-            size, mode = len(item.data), "644"
-            out.write(tar_header(path, size, 0o644, mtime))
-            out.write(item.data)
-            sha = hashlib.sha256(item.data).hexdigest()
+            data, size, mode, generated = item.data, len(item.data), "644", True
         else:
-            size, mode = item.size, item.mode
-            out.write(tar_header(path, size, 0o755 if item.executable else 0o644, mtime))
-            if scanner is None:
-                sha = _read_once(item, out.write)
-            else:
-                scanner.start(item.path)
-                sha = _read_once(item, _tee(scanner.feed, out.write))
-        padding = -size % BLOCK
-        if padding:
-            out.write(_ZEROS[:padding])
-        records.append(
-            FileRecord(path=item.path, size=size, mode=mode, sha256=sha, generated=isinstance(item, GeneratedFile))
-        )
+            size, mode, generated = item.size, item.mode, False
+            if size >= _CHUNK:
+                out.write(batch)
+                batch = bytearray()
+                out.write(tar_header(path.encode("utf-8"), size, 0o755 if item.executable else 0o644, mtime))
+                sha = _stream_large(item, out, scanner)
+                out.write(_ZEROS[: -size % BLOCK])
+                append(FileRecord(path, size, mode, sha))
+                continue
+            data = _read_small(item)
+            if scanner is not None:
+                scanner.scan(path, data)
+        batch += tar_header(path.encode("utf-8"), size, 0o755 if mode == "755" else 0o644, mtime)
+        batch += data
+        batch += _ZEROS[: -size % BLOCK]
+        append(FileRecord(path, size, mode, sha256(data).hexdigest(), generated))
+        if len(batch) >= _BATCH:
+            out.write(batch)
+            batch = bytearray()
+    out.write(batch)
     return records
-
-
-def _tee(first: Callable[[bytes], None], second: Callable[[bytes], object]) -> Callable[[bytes], None]:
-    def both(chunk: bytes) -> None:
-        first(chunk)
-        second(chunk)
-
-    return both
 
 
 def write_bytes_member(out: GzipWriter, path: str, data: bytes, mtime: int) -> None:

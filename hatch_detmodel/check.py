@@ -27,6 +27,7 @@ from .manifest import Manifest
 from .pipeline import plan_model
 from .reader import DEFAULT_LIMITS, Limits, Problem, ProgressCallback, read_artifact
 from .reproducible import source_date_epoch
+from .secret_guard import SecretGuard
 from .selection import SelectedFile, Selection, Selector
 from .shim import GeneratedFile
 from .unpack import unpack_artifact
@@ -282,7 +283,7 @@ def _artifact_selection(manifest: Manifest, root: Path) -> Selection:
         detignore=".detignore", exclude=(), max_size=None, compression_level=DEFAULT_COMPRESSION_LEVEL,
     )
     files = tuple(SelectedFile(f.path, root / f.path, f.size, f.mode == "755") for f in manifest.files)
-    return Selection(root=root, files=files, selector=Selector(config))
+    return Selection(root=root, files=files, selector=Selector(config), guard=SecretGuard((), config.detignore))
 
 
 def check_artifact(

@@ -106,12 +106,12 @@ def explain_all(model: ModelConfig, *, output_dir: Path | None = None) -> list[E
     refused = _refusals(model, output_dir)
     result = []
     try:
-        for rel, _entry, verdict, is_dir in selector.walk():
+        for rel, _entry, is_dir, packed in selector.walk():
             text = rel.decode("utf-8", "backslashreplace")
-            if is_dir and verdict.packed and text not in refused:
+            if is_dir and packed and text not in refused:
                 continue  # its files follow
             shown = text + ("/" if is_dir else "")
-            result.append(_explanation(model, verdict, shown, refused))
+            result.append(_explanation(model, selector.decide(rel, is_dir), shown, refused))
     except SelectionError:
         pass  # an unlistable folder: already among the refusals
     return sorted(result, key=lambda e: e.path.encode("utf-8", "surrogateescape"))

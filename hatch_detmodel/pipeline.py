@@ -3,22 +3,23 @@ size check → archive and manifest → atomic publication."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from . import __version__
 from .archive import GzipWriter, Writable, write_bytes_member, write_end, write_members
 from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
 from .entrypoint import EntrypointCheck, check_entrypoint
 from .errors import SelectionError, SizeLimitError
-from .manifest import ArchiveRecord, FileRecord, Manifest
+from .manifest import ArchiveRecord, Manifest
 from .output import Staging
 from .reproducible import source_date_epoch
-from .secret_guard import SecretGuard
 from .selection import MANIFEST_NAME, SelectedFile, Selection, select_files
 from .shim import GeneratedFile, package_name_for
 
@@ -29,6 +30,7 @@ __all__ = [
     "Reporter",
     "build",
     "build_models",
+    "collector_paused",
     "determined_size",
     "plan_model",
     "remove_artifacts",
@@ -38,6 +40,20 @@ __all__ = [
 BUILDER_NAME = "hatch-detmodel"
 ARCHIVE_SUFFIX = ".detmodel.tgz"
 SIDECAR_SUFFIX = ".detmodel.json"
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a build runs: the build makes tens of thousands
+    of small objects and no reference cycles, and the collector's passes over them (repeated as the
+    objects survive) were a third of a 20,000-file selection. It resumes, if it ran before, at the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Reporter:
@@ -67,7 +83,8 @@ class ModelPlan:
     selection: Selection
     check: EntrypointCheck
     files: tuple[SelectedFile | GeneratedFile, ...]  # the selection plus generated files, sorted
-    skeleton: Manifest  # files carry placeholder hashes until the archive is written
+    files_size: int  # their size as Determined counts it (without the manifest)
+    skeleton: Manifest  # every field but the files, whose hashes are known once the archive is written
 
 
 def determined_size(size: int) -> int:
@@ -93,37 +110,36 @@ def plan_model(
 ) -> ModelPlan:
     selection = select_files(model, output_dir, extra_output_dirs)
     check = check_entrypoint(model.entrypoint, selection, root_package_name(project, model))
-    everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]
-    files = tuple(sorted(everything, key=lambda f: f.path.encode("utf-8")))
-    placeholder = "0" * 64
+    if check.generated:
+        everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]
+        files: tuple[SelectedFile | GeneratedFile, ...] = tuple(sorted(everything, key=lambda f: f.path.encode("utf-8")))
+    else:
+        files = selection.files  # already in byte order
     skeleton = Manifest(
         project_name=project.identity.name,
         project_version=project.identity.version,
         model=model.name,
         entrypoint=model.entrypoint if isinstance(model.entrypoint, str) else list(model.entrypoint),
         trial=check.trial.to_json() if check.trial is not None else None,
-        files=tuple(
-            FileRecord(f.path, _size(f), "644" if isinstance(f, GeneratedFile) else f.mode, placeholder,
-                       generated=isinstance(f, GeneratedFile))
-            for f in files
-        ),
+        files=(),
         source_date_epoch=epoch,
         builder_name=BUILDER_NAME,
         builder_version=__version__,
         determined_entrypoint=check.determined_entrypoint,
         command=check.command,
     )
-    _check_size(model, selection, files, len(skeleton.to_bytes()))
-    return ModelPlan(model=model, selection=selection, check=check, files=files, skeleton=skeleton)
+    files_size = sum(determined_size(_size(f)) for f in files)
+    # Fail before reading a byte when the files alone are over the limit; the manifest's own share is
+    # known once the hashes are, and checked before anything is published.
+    _check_size(model, selection, files_size)
+    return ModelPlan(model=model, selection=selection, check=check, files=files, files_size=files_size,
+                     skeleton=skeleton)
 
 
-def _check_size(
-    model: ModelConfig, selection: Selection, files: tuple[SelectedFile | GeneratedFile, ...], manifest_size: int
-) -> None:
-    if model.max_size is None:
-        return
-    total = sum(determined_size(_size(f)) for f in files) + determined_size(manifest_size)
-    if total <= model.max_size:
+def _check_size(model: ModelConfig, selection: Selection, total: int) -> None:
+    """Refuse a model definition over Determined's limit (``total`` as Determined counts it), listing
+    the largest files with the ignore lines that would leave them out."""
+    if model.max_size is None or total <= model.max_size:
         return
     largest = sorted(selection.files, key=lambda f: (-f.size, f.path))[:10]
     width = max(len(f"{f.size:,}") for f in largest) if largest else 0
@@ -161,14 +177,16 @@ def write_archive(plan: ModelPlan, out: Writable | None, name: str) -> tuple[Man
     gzip = GzipWriter(sink, plan.model.compression_level)
     epoch = plan.skeleton.source_date_epoch
     try:
-        scanner = SecretGuard(plan.model.allow_secrets, plan.model.detignore).scanner()
+        scanner = plan.selection.guard.scanner()
         records = write_members(plan.files, gzip, epoch, scanner)
         if scanner.found:
             found = scanner.found
             listing = "\n  ".join(found[path] for path in sorted(found))
             raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
         manifest = plan.skeleton.with_files(tuple(records))
-        write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
+        manifest_bytes = manifest.to_bytes()
+        _check_size(plan.model, plan.selection, plan.files_size + determined_size(len(manifest_bytes)))
+        write_bytes_member(gzip, MANIFEST_NAME, manifest_bytes, epoch)
         write_end(gzip)
         gzip.close()
     except BaseException:
@@ -195,15 +213,20 @@ def build_models(
     """Plan every model first (so a bad one fails before anything is written), then write them all
     to temporary files and publish them together. ``extra_output_dirs`` are other folders the caller
     copies the artifacts into: like ``output_dir``, they are never packed."""
-    reporter = reporter or Reporter()
-    output_dir = Path(output_dir).resolve()
+    with collector_paused():
+        return _build_models(project, Path(output_dir).resolve(), models, reporter or Reporter(), extra_output_dirs)
+
+
+def _build_models(
+    project: ProjectConfig, output_dir: Path, models: Sequence[ModelConfig], reporter: Reporter,
+    extra_output_dirs: Sequence[Path],
+) -> list[BuiltArtifact]:
     epoch = source_date_epoch()
     plans = [plan_model(project, model, output_dir, epoch, extra_output_dirs) for model in models]
     for plan in plans:
         for warning in plan.check.warnings:
             reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
-        guard = SecretGuard(plan.model.allow_secrets, plan.model.detignore)
-        for unused in guard.unused_allowances(f.path for f in plan.selection.files):
+        for unused in plan.selection.guard.unused_allowances(f.path for f in plan.selection.files):
             reporter.warning(f"{plan.model.field}.{unused}; check the path or remove the entry")
     os.makedirs(output_dir, exist_ok=True)
     built: list[BuiltArtifact] = []

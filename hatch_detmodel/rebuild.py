@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .config import ModelConfig, ProjectConfig
 from .manifest import ArchiveRecord, Manifest
-from .pipeline import ARCHIVE_SUFFIX, Reporter, plan_model, write_archive
+from .pipeline import ARCHIVE_SUFFIX, Reporter, collector_paused, plan_model, write_archive
 from .reproducible import source_date_epoch
 
 __all__ = ["Rebuilt", "rebuild"]
@@ -41,11 +41,12 @@ def rebuild(
     reporter = reporter or Reporter()
     output = (output_dir or project.root / "dist").resolve()
     epoch = source_date_epoch() if epoch is None else epoch
-    plans = [plan_model(project, model, output, epoch) for model in models]
     results: list[Rebuilt] = []
-    for plan in plans:
-        for warning in plan.check.warnings:
-            reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
-        manifest, record = write_archive(plan, None, f"{project.artifact_stem(plan.model)}{ARCHIVE_SUFFIX}")
-        results.append(Rebuilt(plan.model.name, manifest, record))
+    with collector_paused():
+        plans = [plan_model(project, model, output, epoch) for model in models]
+        for plan in plans:
+            for warning in plan.check.warnings:
+                reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
+            manifest, record = write_archive(plan, None, f"{project.artifact_stem(plan.model)}{ARCHIVE_SUFFIX}")
+            results.append(Rebuilt(plan.model.name, manifest, record))
     return results

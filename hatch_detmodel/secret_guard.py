@@ -12,7 +12,7 @@ from typing import Iterable
 
 from .ignore import RuleSet, parse_pattern_list
 
-__all__ = ["SECRET_PATTERNS", "ContentScanner", "SecretGuard"]
+__all__ = ["OVERLAP", "SECRET_PATTERNS", "ContentScanner", "SecretGuard"]
 
 #: gitignore-style patterns for files that hold credentials (later `!` lines carve out templates).
 SECRET_PATTERNS: tuple[str, ...] = (
@@ -47,7 +47,9 @@ SECRET_PATTERNS: tuple[str, ...] = (
 )
 GUARD_RULE = "secrets guard"
 _KEY_HEADER = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
-_OVERLAP = 64  # longer than any header, so one spanning two chunks is still seen
+_KEY_MARKER = b"PRIVATE KEY"
+#: Longer than any header: a chunk is scanned with this many bytes of the one before it.
+OVERLAP = 64
 
 
 def _fix(ignore_file: str) -> str:
@@ -69,13 +71,14 @@ class SecretGuard:
     def is_allowed(self, path: str) -> bool:
         return self.allowed.is_ignored(path.encode("utf-8"), False)
 
-    def name_problem(self, path: str) -> str | None:
-        """The refusal message for a kept file whose name looks like a secret, else ``None``."""
-        encoded = path.encode("utf-8")
-        if not self.secrets.is_ignored(encoded, False) or self.is_allowed(path):
+    def name_problem(self, rel: bytes) -> str | None:
+        """The refusal message for a kept file (POSIX bytes, relative) whose name looks like a secret."""
+        rule = self.secrets.match(rel, False)
+        if rule is None or rule.negated:
             return None
-        rule = self.secrets.match(encoded, False)
-        assert rule is not None
+        path = rel.decode("utf-8", "surrogateescape")
+        if self.is_allowed(path):
+            return None
         return f"{path}: looks like a secret (matches `{rule.pattern}` of the secrets guard); {_fix(self.ignore_file)}"
 
     def unused_allowances(self, paths: Iterable[str]) -> list[str]:
@@ -93,27 +96,18 @@ class SecretGuard:
 
 
 class ContentScanner:
-    """Watches file contents as they stream into the archive and remembers private-key headers."""
+    """Looks at file contents as they stream into the archive and remembers private-key headers."""
 
     def __init__(self, guard: SecretGuard) -> None:
         self.guard = guard
         self.found: dict[str, str] = {}
-        self._path = ""
-        self._tail = b""
-        self._skip = False
 
-    def start(self, path: str) -> None:
-        self._path, self._tail = path, b""
-        self._skip = self.guard.is_allowed(path)
-
-    def feed(self, chunk: bytes) -> None:
-        if self._skip or self._path in self.found:
+    def scan(self, path: str, data: bytes) -> None:
+        """Look at a file's bytes, or at one chunk of it prefixed with the previous chunk's last
+        :data:`OVERLAP` bytes (so a header split between two chunks is still seen)."""
+        if _KEY_MARKER not in data or path in self.found:  # one fast substring search in the common case
             return
-        window = self._tail + chunk[: _OVERLAP * 2] if self._tail else b""
-        match = (window and _KEY_HEADER.search(window)) or _KEY_HEADER.search(chunk)
-        if match:
+        match = _KEY_HEADER.search(data)
+        if match and not self.guard.is_allowed(path):
             header = match.group(0).decode("ascii")
-            self.found[self._path] = (
-                f"{self._path}: contains a private key (`{header}`); {_fix(self.guard.ignore_file)}"
-            )
-        self._tail = chunk[-_OVERLAP:]
+            self.found[path] = f"{path}: contains a private key (`{header}`); {_fix(self.guard.ignore_file)}"

@@ -13,7 +13,7 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from .config import ModelConfig
 from .errors import SelectionError
@@ -77,8 +77,7 @@ class Verdict:
     rule: Rule | None = None
 
 
-@dataclass(frozen=True)
-class SelectedFile:
+class SelectedFile(NamedTuple):  # a tuple: the build makes one per file, and it is cheap to create
     """A regular file to pack: its archive path and where its bytes are read from."""
 
     path: str  # POSIX, relative to the model-definition root, NFC
@@ -98,6 +97,7 @@ class Selection:
     root: Path
     files: tuple[SelectedFile, ...]
     selector: Selector = field(repr=False, compare=False)
+    guard: SecretGuard = field(repr=False, compare=False)  # also checks contents as they are packed
 
     def paths(self) -> frozenset[str]:
         return frozenset(f.path for f in self.files)
@@ -109,10 +109,7 @@ class Selection:
         return None
 
 
-def _bytecode(name: bytes, is_dir: bool) -> bool:
-    if is_dir:
-        return name == b"__pycache__"
-    return name.endswith((b".pyc", b".pyo", b"$py.class"))
+_BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
 
 
 class Selector:
@@ -135,21 +132,40 @@ class Selector:
         # Where the build writes: pruned whole when inside the root; in the root itself, only our artifacts.
         outputs = [d for d in (output_dir, *extra_output_dirs) if d is not None]
         self.output_rels = {rel for rel in (_relative_bytes(self.root, d) for d in outputs) if rel is not None}
+        self._root_is_output = b"" in self.output_rels
+        self._project_root = model.is_project_root
+
+    def guard(self, rel: bytes, name: bytes, is_dir: bool) -> str | None:
+        """The built-in guard that leaves ``rel`` out whatever the patterns say, or ``None``."""
+        if is_dir:
+            if name == b"__pycache__":
+                return ALWAYS_IGNORED
+            if rel in self.output_rels:
+                return "build output directory"
+        else:
+            if name.endswith(_BYTECODE_SUFFIXES):
+                return ALWAYS_IGNORED
+            if name == b".detignore" or rel == self.ignore_rel:
+                return "ignore file (never packed)"
+            if self._root_is_output and rel == name and _is_our_output(name):
+                return "build output (an artifact of this tool)"
+        if self._project_root and rel in _PROJECT_ROOT_OUTPUTS and is_dir == (rel == b"dist"):
+            return _PROJECT_ROOT_OUTPUTS[rel]
+        return None
+
+    def packs(self, rel: bytes, name: bytes, is_dir: bool) -> bool:
+        """Whether the walk keeps ``rel`` (its parents all kept): :meth:`decide` without the why."""
+        if self.guard(rel, name, is_dir) is not None:
+            return False
+        rule = self.rules.match(rel, is_dir)
+        return rule is None or rule.negated
 
     def decide(self, rel: bytes, is_dir: bool) -> Verdict:
         """The verdict for one path (POSIX bytes relative to the root) whose parents are all kept."""
-        name = rel.rsplit(b"/", 1)[-1]
         text = rel.decode("utf-8", "surrogateescape")
-        if _bytecode(name, is_dir):
-            return Verdict(text, False, ALWAYS_IGNORED)
-        if not is_dir and (name == b".detignore" or rel == self.ignore_rel):
-            return Verdict(text, False, "ignore file (never packed)")
-        if is_dir and rel in self.output_rels:
-            return Verdict(text, False, "build output directory")
-        if not is_dir and b"" in self.output_rels and rel == name and _is_our_output(name):
-            return Verdict(text, False, "build output (an artifact of this tool)")
-        if self.model.is_project_root and rel in _PROJECT_ROOT_OUTPUTS and is_dir == (rel == b"dist"):
-            return Verdict(text, False, _PROJECT_ROOT_OUTPUTS[rel])
+        guard = self.guard(rel, rel.rsplit(b"/", 1)[-1], is_dir)
+        if guard is not None:
+            return Verdict(text, False, guard)
         rule = self.rules.match(rel, is_dir)
         if rule is None:
             return Verdict(text, True, "no rule matched")
@@ -181,37 +197,56 @@ class Selector:
             escaped = escaped[:-1] + "\\ "
         return f"/{escaped}/" if is_dir else f"/{escaped}"
 
-    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes] | None, Verdict, bool]]:
-        """Yield ``(rel, entry, verdict, is_dir)`` for every entry under kept directories, sorted."""
+    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes], bool, bool]]:
+        """Yield ``(rel, entry, is_dir, packed)`` for every entry under kept directories, in UTF-8 byte
+        order of the whole path: siblings sort by name, a directory's as ``name/``, and a kept
+        directory's contents come right after it, so the build needs no sort afterwards."""
         root_real = os.path.realpath(self.root)
-        stack: list[tuple[bytes, bytes, tuple[str, ...]]] = [(b"", os.fsencode(self.root), (root_real,))]
         problems: dict[str, str] = {}
+        packs = self.packs
+        # one frame per open directory: (its rel with a trailing "/", the real paths above it, entries left)
+        stack: list[tuple[bytes, tuple[str, ...], Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = [
+            (b"", (root_real,), self._listing(os.fsencode(self.root), b"", problems))
+        ]
         while stack:
-            rel_dir, abs_dir, ancestors = stack.pop()
-            try:
-                with os.scandir(abs_dir) as iterator:
-                    entries = sorted(iterator, key=lambda e: e.name)
-            except OSError as error:
-                shown = display_path(rel_dir.rstrip(b"/")) or "."
-                problems[shown] = (
-                    f"{shown}/: cannot list directory ({error.strerror}); fix its permissions or add "
-                    f"`{self.suggest_line(rel_dir.rstrip(b'/') or b'.', True)}` to {self.model.detignore}"
-                )
-                continue
-            subdirs: list[tuple[bytes, bytes, tuple[str, ...]]] = []
-            for entry in entries:
+            rel_dir, ancestors, entries = stack[-1]
+            for _key, is_dir, entry in entries:
                 rel = rel_dir + entry.name
-                is_dir = _is_dir(entry)
-                verdict = self.decide(rel, is_dir)
-                yield rel, entry, verdict, is_dir
-                if is_dir and verdict.packed:
-                    real = os.path.realpath(os.fsdecode(entry.path))
-                    if entry.is_symlink() and (real in ancestors or not _inside(real, root_real)):
-                        continue  # reported by select_files
-                    subdirs.append((rel + b"/", entry.path, (*ancestors, real)))
-            stack.extend(reversed(subdirs))
+                packed = packs(rel, entry.name, is_dir)
+                yield rel, entry, is_dir, packed
+                if is_dir and packed:
+                    if entry.is_symlink():
+                        real = os.path.realpath(os.fsdecode(entry.path))
+                        if real in ancestors or not _inside(real, root_real):
+                            continue  # reported by select_files
+                    else:
+                        real = os.path.join(ancestors[-1], os.fsdecode(entry.name))
+                    stack.append((rel + b"/", (*ancestors, real), self._listing(entry.path, rel, problems)))
+                    break
+            else:
+                stack.pop()
         if problems:
             raise SelectionError("\n".join(problems.values()), problems)
+
+    def _listing(
+        self, path: bytes, rel: bytes, problems: dict[str, str]
+    ) -> Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]:
+        """A directory's entries as ``(sort key, is_dir, entry)``, sorted; a directory that cannot be
+        listed is recorded in ``problems`` and yields nothing."""
+        try:
+            with os.scandir(path) as iterator:
+                return iter(sorted(
+                    (entry.name + b"/" if is_dir else entry.name, is_dir, entry)
+                    for entry in iterator
+                    for is_dir in (_is_dir(entry),)
+                ))
+        except OSError as error:
+            shown = display_path(rel) or "."
+            problems[shown] = (
+                f"{shown}/: cannot list directory ({error.strerror}); fix its permissions or add "
+                f"`{self.suggest_line(rel or b'.', True)}` to {self.model.detignore}"
+            )
+            return iter(())
 
 
 def _unprintable(char: str) -> bool:
@@ -282,6 +317,7 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     files: list[SelectedFile] = []
     problems: dict[str, str] = {}
     ignore_name = model.detignore
+    guard = SecretGuard(model.allow_secrets, ignore_name)
 
     def refuse(rel: bytes, is_dir: bool, problem: str) -> None:
         # Messages are built only for refused paths: the common path stays cheap.
@@ -290,8 +326,9 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
         problems[shown] = f"{shown}: {problem}{how}"
 
     manifest_name = MANIFEST_NAME.encode()
-    for rel, entry, verdict, is_dir in selector.walk():
-        if not verdict.packed or entry is None:
+    secrets: dict[str, str] = {}
+    for rel, entry, is_dir, packed in selector.walk():
+        if not packed:
             continue
         if rel == manifest_name and not is_dir:
             refuse(rel, is_dir, "this name is reserved for the artifact's manifest; rename it or ")
@@ -301,21 +338,9 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             refuse(rel, is_dir, f"{name_problem}, or ")
             continue
         if entry.is_symlink():
-            try:
-                target_stat = os.stat(entry.path)
-            except OSError as error:
-                kind = "loops" if error.errno == 40 else "dangles (its target does not exist)"
-                refuse(rel, is_dir, f"symbolic link {kind}; fix it or ")
+            st = _symlink_target(rel, entry, is_dir, root_real, refuse)
+            if st is None:
                 continue
-            real = os.path.realpath(os.fsdecode(entry.path))
-            if not _inside(real, root_real):
-                refuse(rel, is_dir, f"symbolic link points outside the model definition (to {real}); copy the file in or ")
-                continue
-            if is_dir:
-                if any(real == a for a in _ancestors_of(entry.path, root_real)):
-                    refuse(rel, is_dir, "symbolic link to a directory loops back to its own parent; ")
-                continue
-            st = target_stat
         elif is_dir:
             continue
         else:
@@ -327,27 +352,41 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
         if not stat.S_ISREG(st.st_mode):
             refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
-        files.append(
-            SelectedFile(
-                path=rel.decode("utf-8"),
-                source=os.fsdecode(entry.path),
-                size=st.st_size,
-                executable=bool(st.st_mode & stat.S_IXUSR),
-            )
-        )
+        path = rel.decode("utf-8")
+        secret = guard.name_problem(rel)
+        if secret is not None:
+            secrets[path] = secret
+        files.append(SelectedFile(path, os.fsdecode(entry.path), st.st_size, bool(st.st_mode & stat.S_IXUSR)))
 
     problems.update(_case_collisions(files))
-    guard = SecretGuard(model.allow_secrets, ignore_name)
-    for selected in files:
-        secret = guard.name_problem(selected.path)
-        if secret is not None:
-            problems[selected.path] = secret
+    problems.update(secrets)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         listing = "\n  ".join(problems[path] for path in sorted(problems))
         raise SelectionError(f"{model.root}: cannot pack the model definition ({count}):\n  {listing}", problems)
-    files.sort(key=lambda f: f.path.encode("utf-8"))
-    return Selection(root=model.root, files=tuple(files), selector=selector)
+    return Selection(root=model.root, files=tuple(files), selector=selector, guard=guard)
+
+
+def _symlink_target(
+    rel: bytes, entry: os.DirEntry[bytes], is_dir: bool, root_real: str, refuse: Callable[[bytes, bool, str], None]
+) -> os.stat_result | None:
+    """The stat of a kept symlink's target when it is a file inside the root; otherwise refuse it
+    (dangling, looping, leaving the root) or, for a directory the walk follows, return ``None``."""
+    try:
+        target_stat = os.stat(entry.path)
+    except OSError as error:
+        kind = "loops" if error.errno == 40 else "dangles (its target does not exist)"
+        refuse(rel, is_dir, f"symbolic link {kind}; fix it or ")
+        return None
+    real = os.path.realpath(os.fsdecode(entry.path))
+    if not _inside(real, root_real):
+        refuse(rel, is_dir, f"symbolic link points outside the model definition (to {real}); copy the file in or ")
+        return None
+    if is_dir:
+        if any(real == a for a in _ancestors_of(entry.path, root_real)):
+            refuse(rel, is_dir, "symbolic link to a directory loops back to its own parent; ")
+        return None
+    return target_stat
 
 
 def _ancestors_of(path: bytes, root_real: str) -> Iterator[str]:

@@ -116,7 +116,7 @@ FAULTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException
         lambda mp: _fail_writes_after(mp, 300_000, KeyboardInterrupt()), KeyboardInterrupt, "",
     ),
     "exception while reading a source": (
-        lambda mp: mp.setattr(archive, "_read_once", _raise(RuntimeError("read failed"))), RuntimeError, "read failed",
+        lambda mp: mp.setattr(archive, "_read_small", _raise(RuntimeError("read failed"))), RuntimeError, "read failed",
     ),
     "ENOSPC creating the temporary file": (
         lambda mp: mp.setattr(output.tempfile, "mkstemp", _raise(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))),

@@ -198,16 +198,16 @@ def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(
     build(root, out, identity=IDENTITY)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (root / "model_def.py").write_text("class MyTrial: pass\n# changed\n")
-    real_read_once = archive._read_once
+    real_read = archive._read_small
     calls = []
 
-    def failing_read(selected, sink):  # type: ignore[no-untyped-def]
+    def failing_read(selected):  # type: ignore[no-untyped-def]
         calls.append(selected.path)
         if len(calls) == 2:
             raise OSError(5, "Input/output error")  # a disk failure half-way through
-        return real_read_once(selected, sink)
+        return real_read(selected)
 
-    monkeypatch.setattr(archive, "_read_once", failing_read)
+    monkeypatch.setattr(archive, "_read_small", failing_read)
     with pytest.raises(OSError):
         build(root, out, identity=IDENTITY)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left either
