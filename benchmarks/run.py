@@ -18,6 +18,7 @@ Tools alternate within each repetition; the table shows medians. This is a tool,
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -424,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     if cache == REPO or REPO in cache.parents:
         parser.error("--cache must be outside the repository")
     cache.mkdir(parents=True, exist_ok=True)
+    # Byte-compiled, as `pip install` leaves a package: with PYTHONDONTWRITEBYTECODE set (as on some CI
+    # machines) every CLI run would otherwise recompile our modules, a cost no installed copy pays.
+    compileall.compile_dir(REPO / "hatch_detmodel", quiet=1)
     tools = [t for t in TOOLS if not args.tool or t.name in args.tool]
     if not _determined_available():
         print("Determined is not installed: read_v1_context is skipped", file=sys.stderr)

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import os
 import stat
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Tuple
 
 from .compress import ParallelGzip
 from .errors import ArchiveError
@@ -47,17 +47,25 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\x00" % (width - 1, value)
 
 
+_Template = Tuple[bytes, Tuple[bytes, bytes], int]
+
+
 def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes) -> bytes:
-    """One ustar header block: the fixed fields come from a cached template, the checksum is summed
-    from the template's and the variable fields' bytes."""
-    head, tail, constant_sum = _template(mode, mtime, typeflag)
+    """One ustar header block: the fixed fields come from a cached template."""
+    return _block(name, size, _template(mode, mtime, typeflag))
+
+
+def _block(name: bytes, size: int, template: _Template) -> bytes:
+    """The header block of ``template`` for ``name`` and ``size``; the checksum is summed from the
+    template's and the variable fields' bytes."""
+    head, tail, constant_sum = template
     size_field = b"%011o\x00" % size
     checksum = constant_sum + sum(name) + sum(size_field)
     return b"".join((name.ljust(100, b"\x00"), head, size_field, tail[0], b"%06o\x00 " % checksum, tail[1]))
 
 
 @functools.lru_cache(maxsize=64)
-def _template(mode: int, mtime: int, typeflag: bytes) -> tuple[bytes, tuple[bytes, bytes], int]:
+def _template(mode: int, mtime: int, typeflag: bytes) -> _Template:
     """For one (mode, mtime, typeflag): the fields between name and size, after size up to the
     checksum, after the checksum; and the byte sum of all fixed fields (checksum counted as spaces)."""
     head = _octal(mode, 8) + _octal(0, 8) + _octal(0, 8)  # mode, uid, gid
@@ -102,6 +110,20 @@ def tar_header(path: bytes, size: int, mode: int, mtime: int) -> bytes:
     name = path if len(path) <= 100 and path.isascii() else path[:100]
     ustar_size = size if size < _MAX_OCTAL_SIZE else 0
     return pax_path_header(path, size) + _header_block(name, ustar_size, mode, mtime, b"0")
+
+
+class _PlainHeaders:
+    """:func:`tar_header` for one mtime, with the two templates (644, 755) looked up once: the
+    per-file cost of the common case (a short ASCII name) is a few byte operations."""
+
+    def __init__(self, mtime: int) -> None:
+        self.mtime = mtime
+        self.templates = (_template(0o644, mtime, b"0"), _template(0o755, mtime, b"0"))
+
+    def __call__(self, path: bytes, size: int, executable: bool) -> bytes:
+        if len(path) > 100 or size >= _MAX_OCTAL_SIZE or not path.isascii():
+            return tar_header(path, size, 0o755 if executable else 0o644, self.mtime)
+        return _block(path, size, self.templates[executable])
 
 
 class Writable(Protocol):
@@ -193,6 +215,7 @@ def write_members(
     records: list[FileRecord] = []
     append = records.append
     sha256 = hashlib.sha256
+    header = _PlainHeaders(mtime)
     batch = bytearray()
     for item in files:
         path = item.path
@@ -211,7 +234,7 @@ def write_members(
             data = _read_small(item)
             if scanner is not None:
                 scanner.scan(path, data)
-        batch += tar_header(path.encode("utf-8"), size, 0o755 if mode == "755" else 0o644, mtime)
+        batch += header(path.encode("utf-8"), size, mode == "755")
         batch += data
         batch += _ZEROS[: -size % BLOCK]
         append(FileRecord(path, size, mode, sha256(data).hexdigest(), generated))

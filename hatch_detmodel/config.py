@@ -262,6 +262,28 @@ def read_pyproject(project_root: Path) -> dict[str, Any]:
         raise ConfigError(f"{pyproject_path}: not valid TOML: {error}") from None
 
 
+#: hatchling's valid project name (PEP 508), and a version that PEP 440 normalisation leaves as is.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_PLAIN_VERSION = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+
+
+def _static_identity(pyproject: Mapping[str, Any]) -> ProjectIdentity | None:
+    """Name and version read straight from ``[project]`` when hatchling would return them as they
+    are (static, valid, a plain dotted version); ``None`` sends everything else to hatchling. This
+    spares a command-line build hatchling's plugin machinery, a good part of its start-up."""
+    project = pyproject.get("project")
+    if not isinstance(project, dict):
+        return None
+    name, version, dynamic = project.get("name"), project.get("version"), project.get("dynamic", [])
+    if not isinstance(dynamic, list) or "name" in dynamic or "version" in dynamic:
+        return None
+    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name):
+        return None
+    if not isinstance(version, str) or not _PLAIN_VERSION.fullmatch(version):
+        return None
+    return ProjectIdentity(name=re.sub(r"[-_.]+", "-", name).lower(), version=version)  # PEP 503, as hatchling
+
+
 def _identity_from_hatchling(project_root: Path) -> ProjectIdentity:
     """Resolve name and (possibly dynamic) version exactly as hatchling would."""
     from hatchling.metadata.core import ProjectMetadata
@@ -282,5 +304,5 @@ def load_project(project_dir: str | os.PathLike[str], identity: ProjectIdentity 
     pyproject = read_pyproject(project_root)
     models = parse_models(project_root, pyproject)
     if identity is None:
-        identity = _identity_from_hatchling(project_root)
+        identity = _static_identity(pyproject) or _identity_from_hatchling(project_root)
     return ProjectConfig(root=project_root, identity=identity, models=models)

@@ -56,6 +56,7 @@ _POSIX_CLASSES: dict[bytes, frozenset[int]] = {
 _SLASH = ord("/")
 _NEVER = b"(?!)"
 _ANY_DIRS = b"(?:.*/)?"
+_BASENAME_CACHE = 4096  # entries: a bound on memory, whatever the tree
 
 
 def _alternation(rules: list[tuple[int, bytes]]) -> re.Pattern[bytes] | None:
@@ -259,6 +260,27 @@ def parse_pattern_list(patterns: Sequence[str], source: str) -> list[Rule]:
     return rules
 
 
+_REGEX_SPECIAL = frozenset(b".^$*+?{}[]\\|()")
+
+
+def _literal_prefix(regex: bytes) -> bytes:
+    """The bytes every match of a translated pattern starts with: its leading literal characters
+    (``re.escape``'d punctuation included), up to the first wildcard, class or group."""
+    prefix = bytearray()
+    i = 0
+    while i < len(regex):
+        byte = regex[i]
+        if byte == ord("\\") and i + 1 < len(regex) and not chr(regex[i + 1]).isalnum():
+            prefix.append(regex[i + 1])  # an escaped literal such as `\.`
+            i += 2
+        elif byte in _REGEX_SPECIAL:
+            break
+        else:
+            prefix.append(byte)
+            i += 1
+    return bytes(prefix)
+
+
 class RuleSet:
     """An ordered list of rules; ``match`` returns the last rule matching a path, or ``None``."""
 
@@ -282,16 +304,27 @@ class RuleSet:
                 whole.append((i, rule.regex))
         self._basename = _alternation(basename)
         self._whole = _alternation(whole)
+        # Whole-path rules are anchored: a path must start with each one's literal prefix (`shared_fs`,
+        # `.aws/`, ...) to have a chance, a test far cheaper than the regex; None when one has none.
+        prefixes = tuple(_literal_prefix(regex.partition(b"\\x00")[2]) for _, regex in whole)
+        self._whole_prefixes = prefixes if all(prefixes) else None
+        # Names recur (`__init__.py`, `utils.py`, `*.json` shards): their basename verdicts are kept.
+        self._by_basename: dict[bytes, int] = {}
 
     def match(self, path: bytes, is_dir: bool) -> Rule | None:
         """The deciding rule for ``path`` (POSIX, relative to the root, no trailing slash)."""
         kind = b"D\x00" if is_dir else b"F\x00"
         best = -1
         if self._basename is not None:
-            found = self._basename.fullmatch(kind + path[path.rfind(b"/") + 1 :])
-            if found is not None and found.lastgroup is not None:
-                best = int(found.lastgroup[1:])
-        if self._whole is not None:
+            key = kind + path[path.rfind(b"/") + 1 :]
+            cached = self._by_basename.get(key)
+            if cached is None:
+                found = self._basename.fullmatch(key)
+                cached = int(found.lastgroup[1:]) if found is not None and found.lastgroup is not None else -1
+                if len(self._by_basename) < _BASENAME_CACHE:
+                    self._by_basename[key] = cached
+            best = cached
+        if self._whole is not None and (self._whole_prefixes is None or path.startswith(self._whole_prefixes)):
             found = self._whole.fullmatch(kind + path)
             if found is not None and found.lastgroup is not None:
                 best = max(best, int(found.lastgroup[1:]))

@@ -7,6 +7,7 @@ never bring such a file back: only ``[tool.detmodel] allow-secrets`` packs one o
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Iterable
 
@@ -59,11 +60,17 @@ def _fix(ignore_file: str) -> str:
     )
 
 
+@functools.cache
+def _secret_rules() -> RuleSet:
+    """Compiled once per process: every build's guard uses the same built-in patterns."""
+    return RuleSet(parse_pattern_list(SECRET_PATTERNS, GUARD_RULE))
+
+
 class SecretGuard:
     """The built-in secret patterns minus the model's ``allow-secrets`` patterns."""
 
     def __init__(self, allow: Iterable[str], ignore_file: str) -> None:
-        self.secrets = RuleSet(parse_pattern_list(SECRET_PATTERNS, GUARD_RULE))
+        self.secrets = _secret_rules()
         self.allow_patterns = tuple(allow)
         self.allowed = RuleSet(parse_pattern_list(self.allow_patterns, "allow-secrets"))
         self.ignore_file = ignore_file

@@ -7,6 +7,7 @@ every directory in sorted order, and refuses anything it cannot pack faithfully 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -112,13 +113,18 @@ class Selection:
 _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
 
 
+@functools.cache
+def _builtin_rules() -> tuple[Rule, ...]:
+    return tuple(parse_pattern_list(BUILTIN_DEFAULTS, "built-in default"))
+
+
 class Selector:
     """The ordered rules for one model definition, and the walk that applies them."""
 
     def __init__(self, model: ModelConfig, output_dir: Path | None = None, extra_output_dirs: Sequence[Path] = ()) -> None:
         self.model = model
         self.root = model.root
-        rules: list[Rule] = parse_pattern_list(BUILTIN_DEFAULTS, "built-in default")
+        rules: list[Rule] = list(_builtin_rules())
         ignore_file = model.ignore_file
         self.ignore_rel = _relative_bytes(self.root, ignore_file)
         if ignore_file.is_file():
@@ -417,6 +423,8 @@ def _case_collisions(files: list[SelectedFile]) -> dict[str, str]:
         while path and path not in names:  # the file and each directory above it, once
             names.add(path)
             path = path.rpartition("/")[0]
+    if len({name.casefold() for name in names}) == len(names):
+        return {}  # the common case, in one pass
     by_folded: dict[str, list[str]] = {}
     for name in names:
         by_folded.setdefault(name.casefold(), []).append(name)

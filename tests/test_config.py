@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from hatch_detmodel import config
 from hatch_detmodel.config import DEFAULT_MAX_SIZE, ProjectIdentity, load_project
 from hatch_detmodel.errors import ConfigError
 
@@ -138,3 +139,26 @@ def test_ignore_file_outside_the_model_definition_is_refused(make_project: Proje
     root = make_project(detmodel='entrypoint = "model_def:MyTrial"\ndetignore = "../outside"')
     with pytest.raises(ConfigError, match=r"Field `tool\.detmodel\.detignore` must name a file inside the model definition"):
         load(root)
+
+
+@pytest.mark.parametrize(
+    ("project", "read_directly"),
+    [
+        ('name = "Demo_Project.X"\nversion = "1.2.0"', True),
+        ('name = "demo"\nversion = "0"', True),
+        ('name = "demo"\nversion = "1.0"\ndynamic = ["readme"]', True),
+        ('name = "demo"\nversion = "01.2"', False),  # hatchling normalises it to 1.2
+        ('name = "demo"\nversion = "1.0rc1"', False),
+        ('name = "demo"\ndynamic = ["version"]\n[tool.hatch.version]\npath = "v.py"', False),
+    ],
+)
+def test_identity_read_directly_is_the_identity_hatchling_resolves(
+    tmp_path: Path, project: str, read_directly: bool
+) -> None:
+    """Plain static metadata is read without hatchling (a faster command-line start); whatever the
+    fast path takes, hatchling must give the same name and version."""
+    (tmp_path / "v.py").write_text('__version__ = "3.4"\n')
+    (tmp_path / "pyproject.toml").write_text(f'[project]\n{project}\n\n[tool.detmodel]\nentrypoint = "m:T"\n')
+    loaded = load_project(tmp_path)
+    assert (config._static_identity(config.read_pyproject(tmp_path)) is not None) == read_directly
+    assert loaded.identity == config._identity_from_hatchling(tmp_path)
