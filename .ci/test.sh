@@ -31,7 +31,7 @@ if [ -n "$OLDEST" ] && [ -x "$OLDEST" ]; then
   [ -x .venv-oldest/bin/python ] || "$OLDEST" -m venv .venv-oldest
   .venv-oldest/bin/python -m pip install --quiet -e . pytest hypothesis
   DETMODEL_GIT_EXAMPLES=200 .venv-oldest/bin/python -m pytest -q -p no:cacheprovider tests/test_config.py \
-    tests/test_selection.py tests/test_entrypoint.py tests/test_pipeline.py tests/test_ignore_git.py tests/test_secret_guard.py
+    tests/test_selection.py tests/test_entrypoint.py tests/test_pipeline.py tests/test_ignore_git.py tests/test_ignore.py tests/test_secret_guard.py
 elif [ "${CI:-}" = "true" ]; then
   echo "Python 3.9 (the oldest supported) was not found; install it (pyenv install 3.9)" >&2
   exit 1
