@@ -1,0 +1,130 @@
+"""What a build cannot go below on this machine, measured part by part on the benchmark trees.
+
+    python benchmarks/floors.py            # typical, heavy, wide (trees from benchmarks/run.py's cache)
+
+For each tree it measures, in fresh child processes where start-up matters:
+
+- ``deflate``: CPU seconds, on one core, of compressing the tree's uncompressed tar stream at level 6
+  with random-looking pieces stored rather than searched (what keeps the size within 2 % of
+  ``gzip -6`` at the least cost); the stream comes from our own archive writer, so it is exactly what
+  gets compressed. Half of it is the least two cores can spend;
+- ``file I/O``: one process that only lists the kept files' directories, ``lstat``s each file and
+  opens, reads, hashes and closes it — the work any packer of these files does, in Python with no
+  rules, headers or manifest;
+- ``python``: an interpreter that starts and exits, and one that imports our command line;
+- the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
+
+It prints the floors next to the targets of issue #7: ``serial`` is what runs before compression can
+start plus what one core must do itself (start-up + file I/O); ``2-core`` adds the half of deflate
+that two cores cannot avoid. A floor above a target's limit means the target is out of reach for
+any Python packer on this machine; below it, the difference is our own overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run  # noqa: E402  (the benchmark's trees, tools and measurements)
+
+_FILE_IO = r"""
+import hashlib, os, sys, time
+paths = sys.stdin.buffer.read().split(b"\0")[:-1]
+start = time.perf_counter()
+folders = sorted({os.path.dirname(p) or b"." for p in paths})
+for folder in folders:
+    with os.scandir(folder) as entries:
+        sorted(entry.name for entry in entries)
+for path in paths:
+    size = os.lstat(path).st_size
+    fd = os.open(path, os.O_RDONLY)
+    data = os.read(fd, size + 1)
+    os.close(fd)
+    hashlib.sha256(data).hexdigest()
+print(time.perf_counter() - start)
+"""
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.workers = 1
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.parts.append(bytes(data))
+        self.size += len(data)
+
+
+def deflate_cpu(tree: Path) -> float:
+    from hatch_detmodel.archive import write_end, write_members
+    from hatch_detmodel.compress import ParallelGzip
+    from hatch_detmodel.config import load_project
+    from hatch_detmodel.pipeline import plan_model
+
+    project = load_project(tree)
+    plan = plan_model(project, project.models[0], tree / "dist", 0)
+    stream = _Collect()
+    write_members(plan.files, stream, 0)  # type: ignore[arg-type]
+    write_end(stream)  # type: ignore[arg-type]
+    data = b"".join(stream.parts)
+    start = time.process_time()
+    gzip = ParallelGzip(_Collect(), 6, workers=1)  # one core; random pieces are stored, not searched
+    gzip.write(data)
+    gzip.close()
+    return time.process_time() - start
+
+
+def process_seconds(argv: list[str], stdin: bytes = b"", cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, input=stdin, check=True, capture_output=True, cwd=cwd)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    cache = Path.home() / ".cache" / "hatch-detmodel-bench"
+    python = sys.executable
+    starts = [process_seconds([python, "-c", "pass"]) for _ in range(5)]
+    imports = [process_seconds([python, "-c", "import hatch_detmodel.cli"]) for _ in range(5)]
+    python_start, cli_import = statistics.median(starts), statistics.median(imports)
+    print(f"python start {python_start:.3f} s; start + `import hatch_detmodel.cli` {cli_import:.3f} s")
+    print("| workload | deflate CPU s (1 core) | file I/O s | tar\\|gzip s | read_v1_context s "
+          "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    tools = {t.name: t for t in run.TOOLS}
+    for name in ("typical", "heavy", "wide"):
+        tree = run.generate(cache, run.WORKLOADS[name])
+        kept, _count, _size = run._kept_list(tree, cache)
+        listing = kept.read_bytes()
+        deflate = min(deflate_cpu(tree) for _ in range(3))
+        file_io = statistics.median(
+            float(subprocess.run([python, "-c", _FILE_IO], input=listing, cwd=tree, check=True,
+                                 capture_output=True).stdout) for _ in range(5)
+        )
+        with tempfile.TemporaryDirectory(dir=cache) as scratch:
+            tar = statistics.median(run._measure(tools["tar|gzip"], tree, Path(scratch) / "o", kept, True)["wall"]
+                                    for _ in range(5))
+            determined = statistics.median(
+                run._measure(tools["read_v1_context"], tree, Path(scratch) / "o", kept, True)["wall"] for _ in range(3)
+            )
+        serial = cli_import + file_io
+        two_core = max(serial, cli_import + (file_io + deflate) / 2)
+        library = max(file_io, (file_io + deflate) / 2)
+        print(f"| {name} | {deflate:.3f} | {file_io:.3f} | {tar:.3f} | {determined:.3f} | "
+              f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} |")
+        sys.stdout.flush()
+    print(json.dumps({"python_start": python_start, "cli_import": cli_import}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
