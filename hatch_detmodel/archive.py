@@ -139,11 +139,15 @@ class GzipWriter(ParallelGzip):
         super().__init__(out, level, workers)
 
 
+def _unreadable(selected: SelectedFile, error: OSError) -> ArchiveError:
+    return ArchiveError(f"{selected.path}: cannot be read ({error.strerror}); fix its permissions or ignore it")
+
+
 def _open(selected: SelectedFile) -> int:
     try:
         return os.open(selected.source, _OPEN_FLAGS)
     except OSError as error:
-        raise ArchiveError(f"{selected.path}: cannot be read ({error.strerror}); fix its permissions or ignore it") from None
+        raise _unreadable(selected, error) from None
 
 
 def _changed(selected: SelectedFile, fd: int) -> ArchiveError:
@@ -160,14 +164,17 @@ def _changed(selected: SelectedFile, fd: int) -> ArchiveError:
 
 def _read_small(selected: SelectedFile) -> bytes:
     """A file below :data:`_CHUNK`, in one read that asks for a byte more than expected: a short or
-    long answer means it changed since selection (no ``fstat`` per file: the common case is cheap)."""
+    long answer means it changed since selection, so the common case needs no ``fstat``. An empty
+    answer is the one a FIFO or device put in the file's place could also give: that one is checked."""
     fd = _open(selected)
     try:
         try:
             data = os.read(fd, selected.size + 1)
-        except OSError:  # e.g. replaced by a directory
+        except (IsADirectoryError, BlockingIOError):  # replaced by a directory, or by a FIFO with a writer
             raise _changed(selected, fd) from None
-        if len(data) != selected.size:
+        except OSError as error:  # a disk error: said as such, naming the file
+            raise _unreadable(selected, error) from None
+        if len(data) != selected.size or (not data and not stat.S_ISREG(os.fstat(fd).st_mode)):
             raise _changed(selected, fd)
         return data
     finally:
@@ -185,7 +192,10 @@ def _stream_large(selected: SelectedFile, out: GzipWriter, scanner: ContentScann
         remaining = selected.size
         tail = b""
         while remaining:
-            chunk = os.read(fd, min(_CHUNK, remaining))
+            try:
+                chunk = os.read(fd, min(_CHUNK, remaining))
+            except OSError as error:
+                raise _unreadable(selected, error) from None
             if not chunk:
                 break
             digest.update(chunk)

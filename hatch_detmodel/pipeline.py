@@ -17,7 +17,7 @@ from .archive import GzipWriter, Writable, write_bytes_member, write_end, write_
 from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
 from .entrypoint import EntrypointCheck, check_entrypoint
 from .errors import SelectionError, SizeLimitError
-from .manifest import ArchiveRecord, Manifest
+from .manifest import ArchiveRecord, FileRecord, Manifest
 from .output import Staging
 from .reproducible import source_date_epoch
 from .selection import MANIFEST_NAME, SelectedFile, Selection, select_files
@@ -83,7 +83,6 @@ class ModelPlan:
     selection: Selection
     check: EntrypointCheck
     files: tuple[SelectedFile | GeneratedFile, ...]  # the selection plus generated files, sorted
-    files_size: int  # their size as Determined counts it (without the manifest)
     skeleton: Manifest  # every field but the files, whose hashes are known once the archive is written
 
 
@@ -128,12 +127,31 @@ def plan_model(
         determined_entrypoint=check.determined_entrypoint,
         command=check.command,
     )
-    files_size = sum(determined_size(_size(f)) for f in files)
-    # Fail before reading a byte when the files alone are over the limit; the manifest's own share is
-    # known once the hashes are, and checked before anything is published.
-    _check_size(model, selection, files_size)
-    return ModelPlan(model=model, selection=selection, check=check, files=files, files_size=files_size,
-                     skeleton=skeleton)
+    if model.max_size is not None:
+        # Checked before a byte is read: hashes have a fixed width, so the manifest's length is known
+        # now. Encoding it (a placeholder) is only needed when an upper bound would not fit.
+        files_size = sum(determined_size(_size(f)) for f in files)
+        if files_size + determined_size(_manifest_bound(skeleton, files)) > model.max_size:
+            _check_size(model, selection, files_size + determined_size(_manifest_size(skeleton, files)))
+    return ModelPlan(model=model, selection=selection, check=check, files=files, skeleton=skeleton)
+
+
+def _manifest_size(skeleton: Manifest, files: Sequence[SelectedFile | GeneratedFile]) -> int:
+    """The manifest's exact length: the same records with placeholder hashes of the same width."""
+    placeholder = "0" * 64
+    records = tuple(
+        FileRecord(f.path, len(f.data), "644", placeholder, generated=True) if isinstance(f, GeneratedFile)
+        else FileRecord(f.path, f.size, f.mode, placeholder)
+        for f in files
+    )
+    return len(skeleton.with_files(records).to_bytes())
+
+
+def _manifest_bound(skeleton: Manifest, files: Sequence[SelectedFile | GeneratedFile]) -> int:
+    """At least the manifest's length: each file's record is at most 150 bytes of keys, mode, hash,
+    size and separators around its path, and a path at most doubles when JSON-escaped (names with
+    control characters or backslashes are refused)."""
+    return len(skeleton.to_bytes()) + sum(150 + 2 * len(f.path.encode("utf-8")) for f in files)
 
 
 def _check_size(model: ModelConfig, selection: Selection, total: int) -> None:
@@ -184,9 +202,7 @@ def write_archive(plan: ModelPlan, out: Writable | None, name: str) -> tuple[Man
             listing = "\n  ".join(found[path] for path in sorted(found))
             raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
         manifest = plan.skeleton.with_files(tuple(records))
-        manifest_bytes = manifest.to_bytes()
-        _check_size(plan.model, plan.selection, plan.files_size + determined_size(len(manifest_bytes)))
-        write_bytes_member(gzip, MANIFEST_NAME, manifest_bytes, epoch)
+        write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
         write_end(gzip)
         gzip.close()
     except BaseException:

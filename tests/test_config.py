@@ -150,6 +150,9 @@ def test_ignore_file_outside_the_model_definition_is_refused(make_project: Proje
         ('name = "demo"\nversion = "01.2"', False),  # hatchling normalises it to 1.2
         ('name = "demo"\nversion = "1.0rc1"', False),
         ('name = "demo"\ndynamic = ["version"]\n[tool.hatch.version]\npath = "v.py"', False),
+        ('name = "demo"\nversion = "1.0"\ndynamic = [1]', False),  # hatchling refuses it
+        # a metadata hook may rewrite a static version: hatchling, not the fast path, must answer
+        ('name = "demo"\nversion = "1.0"\ndynamic = ["description"]\n[tool.hatch.metadata.hooks.custom]', False),
     ],
 )
 def test_identity_read_directly_is_the_identity_hatchling_resolves(
@@ -159,6 +162,20 @@ def test_identity_read_directly_is_the_identity_hatchling_resolves(
     fast path takes, hatchling must give the same name and version."""
     (tmp_path / "v.py").write_text('__version__ = "3.4"\n')
     (tmp_path / "pyproject.toml").write_text(f'[project]\n{project}\n\n[tool.detmodel]\nentrypoint = "m:T"\n')
-    loaded = load_project(tmp_path)
-    assert (config._static_identity(config.read_pyproject(tmp_path)) is not None) == read_directly
-    assert loaded.identity == config._identity_from_hatchling(tmp_path)
+    (tmp_path / "hatch_build.py").write_text(
+        "from hatchling.metadata.plugin.interface import MetadataHookInterface\n\n"
+        "class CustomMetadataHook(MetadataHookInterface):\n"
+        "    def update(self, metadata):\n"
+        "        metadata['version'] = '2.0'\n"
+    )
+    pyproject = config.read_pyproject(tmp_path)
+    assert (config._static_identity(tmp_path, pyproject) is not None) == read_directly
+    try:
+        expected: object = config._identity_from_hatchling(tmp_path)
+    except ConfigError as error:
+        expected = str(error)
+    try:
+        loaded: object = load_project(tmp_path).identity
+    except ConfigError as error:
+        loaded = str(error)
+    assert loaded == expected

@@ -363,9 +363,11 @@ def test_a_file_that_vanishes_stops_the_build(make_project: ProjectFactory, tmp_
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.parametrize("content", ["here", ""])  # an empty read is what a FIFO without a writer gives too
 def test_a_file_replaced_by_a_fifo_stops_the_build_without_blocking(make_project: ProjectFactory, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    root = make_project(files={"model_def.py": TRIAL, "swap.txt": "here"})
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    content: str) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "swap.txt": content})
 
     def swap() -> None:
         (root / "swap.txt").unlink()
@@ -373,6 +375,21 @@ def test_a_file_replaced_by_a_fifo_stops_the_build_without_blocking(make_project
 
     _before_writing(monkeypatch, swap)
     with pytest.raises(ArchiveError, match=r"^swap\.txt: is no longer a regular file; rebuild"):
+        build(root, tmp_path / "out", identity=IDENTITY)
+
+
+def test_a_read_error_is_reported_as_such_not_as_a_change(make_project: ProjectFactory, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "data.txt": "here"})
+    real_read = os.read
+
+    def failing_read(fd: int, size: int) -> bytes:
+        if os.fstat(fd).st_size == 4:  # data.txt
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", failing_read)
+    with pytest.raises(ArchiveError, match=r"^data\.txt: cannot be read \(Input/output error\)"):
         build(root, tmp_path / "out", identity=IDENTITY)
 
 

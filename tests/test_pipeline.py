@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import tarfile
@@ -15,10 +16,12 @@ from pathlib import Path
 import pytest
 
 import hatch_detmodel
-from hatch_detmodel import archive, build
-from hatch_detmodel.config import ProjectIdentity
+from hatch_detmodel import archive, build, pipeline
+from hatch_detmodel.check import check_project
+from hatch_detmodel.config import ProjectIdentity, load_project
 from hatch_detmodel.errors import ArchiveError, SizeLimitError
-from hatch_detmodel.pipeline import determined_size
+from hatch_detmodel.pipeline import determined_size, plan_model
+from hatch_detmodel.shim import GeneratedFile
 
 from .conftest import EXAMPLE, ProjectFactory
 
@@ -188,6 +191,41 @@ def test_size_limit_exactly_at_limit_passes_one_byte_over_fails(make_project: Pr
     assert f"limit of {limit - 1:,} bytes" in message
     assert "1,000 bytes  weights.bin    (.detignore line: /weights.bin)" in message
     assert not (tmp_path / "over").exists() or not any((tmp_path / "over").iterdir())
+
+
+def test_check_and_build_agree_when_only_the_manifest_crosses_the_limit(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    """The files fit and the manifest tips the total over: `check` (planning only) refuses exactly
+    when the build does, before anything is read or written."""
+    root = make_project(
+        files={"model_def.py": "class MyTrial: pass\n", "data.bin": b"x" * 3000, 'q"uote/é.py': ""},
+        detmodel='entrypoint = "model_def:MyTrial"\nmax-size = 9999',  # pyproject.toml is packed: keep 4 digits
+    )
+    limit = determined_total(root, tmp_path)
+    pyproject = root / "pyproject.toml"
+    files_only = limit - determined_size(len(read_tgz(build(root, tmp_path / "m", identity=IDENTITY)[0])[".detmodel.json"][1]))
+    for max_size, fits in ((limit, True), (limit - 1, False), (files_only + 10, False)):
+        assert len(str(max_size)) == 4
+        pyproject.write_text(re.sub(r"max-size = \d+", f"max-size = {max_size}", pyproject.read_text()))
+        assert [m.ok for m in check_project(root).models] == [fits]
+        out = tmp_path / f"out-{max_size}"
+        if fits:
+            build(root, out, identity=IDENTITY)
+        else:
+            with pytest.raises(SizeLimitError):
+                build(root, out, identity=IDENTITY)
+            assert not out.exists()  # refused while planning: not even the folder is made
+
+
+def test_manifest_bound_is_never_below_the_manifest(make_project: ProjectFactory) -> None:
+    names = ["a.py", 'q"q.py', "é/ü.py", "x" * 200 + ".py", "d/" * 40 + "deep.py", "sp ace.txt"]
+    files = {"__init__.py": "class MyTrial: pass\n", **{n: "" for n in names}}
+    root = make_project(files=files, detmodel='entrypoint = ":MyTrial"')  # `:Class` adds a generated file
+    project = load_project(root, IDENTITY)
+    plan = plan_model(project, project.models[0], root / "dist", 0)
+    assert any(isinstance(f, GeneratedFile) for f in plan.files)
+    assert pipeline._manifest_bound(plan.skeleton, plan.files) >= pipeline._manifest_size(plan.skeleton, plan.files)
 
 
 def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(
