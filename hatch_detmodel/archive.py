@@ -202,7 +202,7 @@ def _stream_large(selected: SelectedFile, out: GzipWriter, scanner: ContentScann
             out.write(chunk)
             if scanner is not None:
                 scanner.scan(selected.path, tail + chunk)
-                tail = chunk[-OVERLAP:]
+                tail = (tail + chunk)[-OVERLAP:]  # whole OVERLAP bytes even after a short read
             remaining -= len(chunk)
         if remaining or os.read(fd, 1):
             raise _changed(selected, fd)

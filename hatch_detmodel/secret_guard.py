@@ -47,10 +47,12 @@ SECRET_PATTERNS: tuple[str, ...] = (
     "*.tfstate.*",
 )
 GUARD_RULE = "secrets guard"
-_KEY_HEADER = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+# Up to three words before PRIVATE KEY (RSA, EC, OPENSSH, ENCRYPTED, PGP, ...): bounded, so a header
+# is at most 84 bytes and OVERLAP below always carries a split one whole into the next chunk.
+_KEY_HEADER = re.compile(rb"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 _KEY_MARKER = b"PRIVATE KEY"
-#: Longer than any header: a chunk is scanned with this many bytes of the one before it.
-OVERLAP = 64
+#: Longer than any header: a chunk is scanned with this many bytes of the stream before it.
+OVERLAP = 128
 
 
 def _fix(ignore_file: str) -> str:

@@ -8,6 +8,7 @@ import pytest
 from hatch_detmodel import build
 from hatch_detmodel.config import ProjectIdentity, load_project
 from hatch_detmodel.errors import ConfigError, SelectionError
+from hatch_detmodel.secret_guard import OVERLAP
 from hatch_detmodel.selection import Selector
 
 from .conftest import ProjectFactory, require_executable, run
@@ -66,9 +67,19 @@ def test_a_negation_cannot_bring_a_secret_back_but_allow_secrets_can(make_projec
     assert archive.exists()
 
 
-def test_private_key_header_split_across_read_chunks(make_project: ProjectFactory, tmp_path: Path) -> None:
+LONGEST_HEADER = b"-----BEGIN " + b"ABCDEFGHIJKLMNOP " * 3 + b"PRIVATE KEY BLOCK-----"
+
+
+@pytest.mark.parametrize(
+    ("header", "before_boundary"),
+    [(KEY.encode(), 20), (LONGEST_HEADER, 1), (LONGEST_HEADER, len(LONGEST_HEADER) - 1)],
+)
+def test_private_key_header_split_across_read_chunks(
+    make_project: ProjectFactory, tmp_path: Path, header: bytes, before_boundary: int
+) -> None:
+    assert len(LONGEST_HEADER) < OVERLAP  # the longest header the guard knows fits in the overlap
     chunk = 1 << 20
-    blob = b"\0" * (chunk - 20) + KEY.encode() + b"\0" * 100
+    blob = b"\0" * (chunk - before_boundary) + header + b"\0" * 100
     root = make_project(files={"model_def.py": TRIAL, "weights.bin": blob})
     with pytest.raises(SelectionError, match=r"weights\.bin: contains a private key"):
         build(root, tmp_path, identity=IDENTITY)
