@@ -378,6 +378,19 @@ def test_a_file_replaced_by_a_fifo_stops_the_build_without_blocking(make_project
         build(root, tmp_path / "out", identity=IDENTITY)
 
 
+def test_a_file_replaced_by_a_folder_stops_the_build(make_project: ProjectFactory, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(files={"model_def.py": TRIAL, "swap.txt": "here"})
+
+    def swap() -> None:
+        (root / "swap.txt").unlink()
+        (root / "swap.txt").mkdir()
+
+    _before_writing(monkeypatch, swap)
+    with pytest.raises(ArchiveError, match=r"^swap\.txt: is no longer a regular file; rebuild"):
+        build(root, tmp_path / "out", identity=IDENTITY)
+
+
 def test_a_read_error_is_reported_as_such_not_as_a_change(make_project: ProjectFactory, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_project(files={"model_def.py": TRIAL, "data.txt": "here"})
