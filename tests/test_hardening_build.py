@@ -363,28 +363,20 @@ def test_a_file_that_vanishes_stops_the_build(make_project: ProjectFactory, tmp_
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("content", ["here", ""])  # an empty read is what a FIFO without a writer gives too
-def test_a_file_replaced_by_a_fifo_stops_the_build_without_blocking(make_project: ProjectFactory, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch,
-                                                                    content: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "replace"),
+    [("here", os.mkfifo), ("", os.mkfifo), ("here", os.mkdir)],  # an empty read is what a FIFO gives too
+    ids=["fifo", "empty-file-fifo", "folder"],
+)
+def test_a_file_replaced_by_a_fifo_or_folder_stops_the_build_without_blocking(
+    make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str,
+    replace: Callable[[Path], None],
+) -> None:
     root = make_project(files={"model_def.py": TRIAL, "swap.txt": content})
 
     def swap() -> None:
         (root / "swap.txt").unlink()
-        os.mkfifo(root / "swap.txt")
-
-    _before_writing(monkeypatch, swap)
-    with pytest.raises(ArchiveError, match=r"^swap\.txt: is no longer a regular file; rebuild"):
-        build(root, tmp_path / "out", identity=IDENTITY)
-
-
-def test_a_file_replaced_by_a_folder_stops_the_build(make_project: ProjectFactory, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    root = make_project(files={"model_def.py": TRIAL, "swap.txt": "here"})
-
-    def swap() -> None:
-        (root / "swap.txt").unlink()
-        (root / "swap.txt").mkdir()
+        replace(root / "swap.txt")
 
     _before_writing(monkeypatch, swap)
     with pytest.raises(ArchiveError, match=r"^swap\.txt: is no longer a regular file; rebuild"):
