@@ -236,7 +236,7 @@ def write_members(
             if size >= _CHUNK:
                 out.write(batch)
                 batch = bytearray()
-                out.write(tar_header(path.encode("utf-8"), size, 0o755 if item.executable else 0o644, mtime))
+                out.write(header(path.encode("utf-8"), size, item.executable))
                 sha = _stream_large(item, out, scanner)
                 out.write(_ZEROS[: -size % BLOCK])
                 append(FileRecord(path, size, mode, sha))
