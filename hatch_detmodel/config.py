@@ -262,34 +262,6 @@ def read_pyproject(project_root: Path) -> dict[str, Any]:
         raise ConfigError(f"{pyproject_path}: not valid TOML: {error}") from None
 
 
-#: hatchling's valid project name (PEP 508), and a version that PEP 440 normalisation leaves as is.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
-_PLAIN_VERSION = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
-
-
-def _static_identity(project_root: Path, pyproject: Mapping[str, Any]) -> ProjectIdentity | None:
-    """Name and version read straight from ``[project]`` when hatchling would return them as they
-    are (static, valid, a plain dotted version, no metadata hook or ``hatch.toml`` that could change
-    them); ``None`` sends everything else to hatchling. This spares a command-line build hatchling's
-    plugin machinery, a good part of its start-up."""
-    project = pyproject.get("project")
-    tool = pyproject.get("tool")
-    hatch = tool.get("hatch", {}) if isinstance(tool, dict) else None
-    metadata = hatch.get("metadata", {}) if isinstance(hatch, dict) else None
-    if not isinstance(project, dict) or not isinstance(metadata, dict) or "hooks" in metadata:
-        return None  # a metadata hook may rewrite the version: only hatchling can say
-    if (project_root / "hatch.toml").exists():
-        return None
-    name, version, dynamic = project.get("name"), project.get("version"), project.get("dynamic", [])
-    if not isinstance(dynamic, list) or not all(isinstance(d, str) for d in dynamic) or {"name", "version"} & set(dynamic):
-        return None
-    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name):
-        return None
-    if not isinstance(version, str) or not _PLAIN_VERSION.fullmatch(version):
-        return None
-    return ProjectIdentity(name=re.sub(r"[-_.]+", "-", name).lower(), version=version)  # PEP 503, as hatchling
-
-
 def _identity_from_hatchling(project_root: Path) -> ProjectIdentity:
     """Resolve name and (possibly dynamic) version exactly as hatchling would."""
     from hatchling.metadata.core import ProjectMetadata
@@ -310,5 +282,5 @@ def load_project(project_dir: str | os.PathLike[str], identity: ProjectIdentity 
     pyproject = read_pyproject(project_root)
     models = parse_models(project_root, pyproject)
     if identity is None:
-        identity = _static_identity(project_root, pyproject) or _identity_from_hatchling(project_root)
+        identity = _identity_from_hatchling(project_root)
     return ProjectConfig(root=project_root, identity=identity, models=models)

@@ -101,13 +101,19 @@ class Selection:
     guard: SecretGuard = field(repr=False, compare=False)  # also checks contents as they are packed
 
     def paths(self) -> frozenset[str]:
-        return frozenset(f.path for f in self.files)
+        return self._paths
 
     def get(self, path: str) -> SelectedFile | None:
-        for candidate in self.files:
-            if candidate.path == path:
-                return candidate
-        return None
+        return self._by_path.get(path)
+
+    @functools.cached_property
+    def _by_path(self) -> dict[str, SelectedFile]:
+        # built once: the entrypoint check looks files up many times (a scan each was O(files))
+        return {f.path: f for f in self.files}
+
+    @functools.cached_property
+    def _paths(self) -> frozenset[str]:
+        return frozenset(self._by_path)
 
 
 _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")

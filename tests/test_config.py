@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from hatch_detmodel import config
 from hatch_detmodel.config import DEFAULT_MAX_SIZE, ProjectIdentity, load_project
 from hatch_detmodel.errors import ConfigError
 
@@ -139,43 +138,3 @@ def test_ignore_file_outside_the_model_definition_is_refused(make_project: Proje
     root = make_project(detmodel='entrypoint = "model_def:MyTrial"\ndetignore = "../outside"')
     with pytest.raises(ConfigError, match=r"Field `tool\.detmodel\.detignore` must name a file inside the model definition"):
         load(root)
-
-
-@pytest.mark.parametrize(
-    ("project", "read_directly"),
-    [
-        ('name = "Demo_Project.X"\nversion = "1.2.0"', True),
-        ('name = "demo"\nversion = "0"', True),
-        ('name = "demo"\nversion = "1.0"\ndynamic = ["readme"]', True),
-        ('name = "demo"\nversion = "01.2"', False),  # hatchling normalises it to 1.2
-        ('name = "demo"\nversion = "1.0rc1"', False),
-        ('name = "demo"\ndynamic = ["version"]\n[tool.hatch.version]\npath = "v.py"', False),
-        ('name = "demo"\nversion = "1.0"\ndynamic = [1]', False),  # hatchling refuses it
-        # a metadata hook may rewrite a static version: hatchling, not the fast path, must answer
-        ('name = "demo"\nversion = "1.0"\ndynamic = ["description"]\n[tool.hatch.metadata.hooks.custom]', False),
-    ],
-)
-def test_identity_read_directly_is_the_identity_hatchling_resolves(
-    tmp_path: Path, project: str, read_directly: bool
-) -> None:
-    """Plain static metadata is read without hatchling (a faster command-line start); whatever the
-    fast path takes, hatchling must give the same name and version."""
-    (tmp_path / "v.py").write_text('__version__ = "3.4"\n')
-    (tmp_path / "pyproject.toml").write_text(f'[project]\n{project}\n\n[tool.detmodel]\nentrypoint = "m:T"\n')
-    (tmp_path / "hatch_build.py").write_text(
-        "from hatchling.metadata.plugin.interface import MetadataHookInterface\n\n"
-        "class CustomMetadataHook(MetadataHookInterface):\n"
-        "    def update(self, metadata):\n"
-        "        metadata['version'] = '2.0'\n"
-    )
-    pyproject = config.read_pyproject(tmp_path)
-    assert (config._static_identity(tmp_path, pyproject) is not None) == read_directly
-    try:
-        expected: object = config._identity_from_hatchling(tmp_path)
-    except ConfigError as error:
-        expected = str(error)
-    try:
-        loaded: object = load_project(tmp_path).identity
-    except ConfigError as error:
-        loaded = str(error)
-    assert loaded == expected
