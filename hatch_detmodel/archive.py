@@ -58,10 +58,10 @@ def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes
 def _block(name: bytes, size: int, template: _Template) -> bytes:
     """The header block of ``template`` for ``name`` and ``size``; the checksum is summed from the
     template's and the variable fields' bytes."""
-    head, tail, constant_sum = template
+    head, (before_checksum, after_checksum), constant_sum = template
     size_field = b"%011o\x00" % size
     checksum = constant_sum + sum(name) + sum(size_field)
-    return b"".join((name.ljust(100, b"\x00"), head, size_field, tail[0], b"%06o\x00 " % checksum, tail[1]))
+    return b"%s%s%s%s%06o\x00 %s" % (name.ljust(100, b"\x00"), head, size_field, before_checksum, checksum, after_checksum)
 
 
 @functools.lru_cache(maxsize=64)

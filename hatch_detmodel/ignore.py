@@ -308,23 +308,28 @@ class RuleSet:
         # `.aws/`, ...) to have a chance, a test far cheaper than the regex; None when one has none.
         prefixes = tuple(_literal_prefix(regex.partition(b"\\x00")[2]) for _, regex in whole)
         self._whole_prefixes = prefixes if all(prefixes) else None
-        # Names recur (`__init__.py`, `utils.py`, `*.json` shards): their basename verdicts are kept.
-        self._by_basename: dict[bytes, int] = {}
+        # Names recur (`__init__.py`, `utils.py`, `*.json` shards): their basename verdicts are kept,
+        # one table for files and one for directories.
+        self._by_basename: tuple[dict[bytes, int], dict[bytes, int]] = ({}, {})
 
     def match(self, path: bytes, is_dir: bool) -> Rule | None:
         """The deciding rule for ``path`` (POSIX, relative to the root, no trailing slash)."""
-        kind = b"D\x00" if is_dir else b"F\x00"
-        best = -1
-        if self._basename is not None:
-            key = kind + path[path.rfind(b"/") + 1 :]
-            cached = self._by_basename.get(key)
-            if cached is None:
-                found = self._basename.fullmatch(key)
-                cached = int(found.lastgroup[1:]) if found is not None and found.lastgroup is not None else -1
-                if len(self._by_basename) < _BASENAME_CACHE:
-                    self._by_basename[key] = cached
-            best = cached
+        return self.match_entry(path, path[path.rfind(b"/") + 1 :], is_dir)
+
+    def match_entry(self, path: bytes, name: bytes, is_dir: bool) -> Rule | None:
+        """:meth:`match` for a walk that already holds the last component, ``name``."""
+        cache = self._by_basename[is_dir]
+        best = cache.get(name)
+        if best is None:
+            best = -1
+            if self._basename is not None:
+                found = self._basename.fullmatch((b"D\x00" if is_dir else b"F\x00") + name)
+                if found is not None and found.lastgroup is not None:
+                    best = int(found.lastgroup[1:])
+            if len(cache) < _BASENAME_CACHE:
+                cache[name] = best
         if self._whole is not None and (self._whole_prefixes is None or path.startswith(self._whole_prefixes)):
+            kind = b"D\x00" if is_dir else b"F\x00"
             found = self._whole.fullmatch(kind + path)
             if found is not None and found.lastgroup is not None:
                 best = max(best, int(found.lastgroup[1:]))

@@ -80,9 +80,10 @@ class SecretGuard:
     def is_allowed(self, path: str) -> bool:
         return self.allowed.is_ignored(path.encode("utf-8"), False)
 
-    def name_problem(self, rel: bytes) -> str | None:
-        """The refusal message for a kept file (POSIX bytes, relative) whose name looks like a secret."""
-        rule = self.secrets.match(rel, False)
+    def name_problem(self, rel: bytes, name: bytes) -> str | None:
+        """The refusal message for a kept file (POSIX bytes, relative; ``name`` its last component)
+        whose name looks like a secret."""
+        rule = self.secrets.match_entry(rel, name, False)
         if rule is None or rule.negated:
             return None
         path = rel.decode("utf-8", "surrogateescape")

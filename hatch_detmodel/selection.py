@@ -14,6 +14,7 @@ import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG, S_IXUSR
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 from .config import ModelConfig
@@ -169,7 +170,7 @@ class Selector:
         """Whether the walk keeps ``rel`` (its parents all kept): :meth:`decide` without the why."""
         if self.guard(rel, name, is_dir) is not None:
             return False
-        rule = self.rules.match(rel, is_dir)
+        rule = self.rules.match_entry(rel, name, is_dir)
         return rule is None or rule.negated
 
     def decide(self, rel: bytes, is_dir: bool) -> Verdict:
@@ -326,6 +327,8 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     """
     selector = Selector(model, output_dir, extra_output_dirs)
     root_real = os.path.realpath(model.root)
+    # the walk reaches every entry as root + "/" + rel, so its source path is this prefix + its name
+    source_prefix = os.path.join(os.fsdecode(os.fsencode(model.root)), "")
     files: list[SelectedFile] = []
     problems: dict[str, str] = {}
     ignore_name = model.detignore
@@ -361,14 +364,14 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             except OSError as error:
                 refuse(rel, is_dir, f"cannot be read ({error.strerror}); ")
                 continue
-        if not stat.S_ISREG(st.st_mode):
+        if not S_ISREG(st.st_mode):
             refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
         path = rel.decode("utf-8")
-        secret = guard.name_problem(rel)
+        secret = guard.name_problem(rel, entry.name)
         if secret is not None:
             secrets[path] = secret
-        files.append(SelectedFile(path, os.fsdecode(entry.path), st.st_size, bool(st.st_mode & stat.S_IXUSR)))
+        files.append(SelectedFile(path, source_prefix + path, st.st_size, bool(st.st_mode & S_IXUSR)))
 
     problems.update(_case_collisions(files))
     problems.update(secrets)
@@ -423,12 +426,16 @@ def _special_kind(mode: int) -> str:
 
 def _case_collisions(files: list[SelectedFile]) -> dict[str, str]:
     """Paths (or their directories) that differ only in case collide on macOS and Windows checkouts."""
-    names: set[str] = set()
-    for selected in files:
-        path = selected.path
-        while path and path not in names:  # the file and each directory above it, once
-            names.add(path)
-            path = path.rpartition("/")[0]
+    names = {selected.path for selected in files}
+    folders = {path.rpartition("/")[0] for path in names}
+    pending = list(folders)
+    while pending:  # each directory above a file's own, once
+        parent = pending.pop().rpartition("/")[0]
+        if parent not in folders:
+            folders.add(parent)
+            pending.append(parent)
+    folders.discard("")
+    names |= folders
     if len({name.casefold() for name in names}) == len(names):
         return {}  # the common case, in one pass
     by_folded: dict[str, list[str]] = {}
