@@ -8,6 +8,7 @@ import gc
 import hashlib
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -42,18 +43,30 @@ ARCHIVE_SUFFIX = ".detmodel.tgz"
 SIDECAR_SUFFIX = ".detmodel.json"
 
 
+_pause_lock = threading.Lock()
+_pauses = 0  # builds running in this process that hold the collector paused
+_resume_collector = False  # whether it was running before the first of them
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a build runs: the build makes tens of thousands
     of small objects and no reference cycles, and the collector's passes over them (repeated as the
-    objects survive) were a third of a 20,000-file selection. It resumes, if it ran before, at the end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    objects survive) were a third of a 20,000-file selection. Builds running at once in threads of
+    one process share the pause: the collector resumes, if it ran before, when the last one ends."""
+    global _pauses, _resume_collector
+    with _pause_lock:
+        if _pauses == 0:
+            _resume_collector = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume_collector:
+                gc.enable()
 
 
 class Reporter:

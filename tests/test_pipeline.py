@@ -288,3 +288,27 @@ def test_headers_parse_identically_to_tarfile(tmp_path: Path) -> None:
         assert (member.name, member.size, member.mode, member.mtime, member.uid, member.uname) == (
             path, size, 0o755, 1580601600, 0, "")
         assert info.chksum == tarfile.calc_chksums(ours[:512])[0]
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_overlapping_builds_share_the_collector_pause(enabled_before: bool) -> None:
+    """Two builds in threads of one process: the first to end must not turn the collector back on
+    under the other, and the last to end restores what was there before."""
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled_before else gc.disable)()
+    try:
+        first, second = pipeline.collector_paused(), pipeline.collector_paused()
+        first.__enter__()
+        assert not gc.isenabled()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert not gc.isenabled()  # the second build still runs
+        second.__exit__(None, None, None)
+        assert gc.isenabled() is enabled_before
+        with pytest.raises(KeyError), pipeline.collector_paused():
+            raise KeyError("a failing build")
+        assert gc.isenabled() is enabled_before
+    finally:
+        (gc.enable if was else gc.disable)()
