@@ -1,7 +1,8 @@
 """``explain``: for a path, packed or not and the rule that decided it, in the spirit of
 ``git check-ignore -v``. The verdicts come from the build's own :class:`~hatch_detmodel.selection.Selector`,
-and a path the rules keep but a later guard refuses (a link leaving the root, a bad name, a FIFO …)
-is reported with the guard's message, taken from the build's own selection.
+and a path the rules keep but a later guard refuses (a link leaving the root, a bad name, a FIFO,
+a private key inside …) is reported with the guard's message, taken from the build's own selection
+and content check.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from .config import ModelConfig
 from .errors import ConfigError, SelectionError
@@ -60,13 +61,19 @@ def _explanation(model: ModelConfig, verdict: Verdict, shown: str, refused: dict
     )
 
 
-def _refusals(model: ModelConfig, output_dir: Path | None) -> dict[str, str]:
-    """Run the build's selection; map each path it refuses to the guard's message."""
+def _refusals(model: ModelConfig, output_dir: Path | None, asked: Collection[str] | None = None) -> dict[str, str]:
+    """Run the build's selection, then its content check on the kept files (those in ``asked``, when
+    given); map each path the build refuses to the guard's message. As in the build, contents are
+    looked at only once the names pass."""
     try:
-        select_files(model, output_dir)
+        selection = select_files(model, output_dir)
     except SelectionError as error:
         return {path.rstrip("/"): message for path, message in error.problems.items()}
-    return {}
+    scanner = selection.guard.scanner()
+    for selected in selection.files:
+        if asked is None or selected.path in asked:
+            scanner.scan_file(selected.path, selected.source)
+    return dict(scanner.found)
 
 
 def relative_to_root(model: ModelConfig, path: str, cwd: Path) -> str:
@@ -90,13 +97,10 @@ def explain_paths(model: ModelConfig, paths: Sequence[str], *, output_dir: Path 
                   cwd: Path | None = None) -> list[Explanation]:
     """The verdict for each path (which need not exist, as with ``git check-ignore --no-index``)."""
     selector = Selector(model, output_dir)
-    refused = _refusals(model, output_dir)
     here = cwd or Path.cwd()
-    result = []
-    for path in paths:
-        rel = relative_to_root(model, path, here)
-        result.append(_explanation(model, selector.explain(rel), rel, refused))
-    return result
+    rels = [relative_to_root(model, path, here) for path in paths]
+    refused = _refusals(model, output_dir, {rel.rstrip("/") for rel in rels})
+    return [_explanation(model, selector.explain(rel), rel, refused) for rel in rels]
 
 
 def explain_all(model: ModelConfig, *, output_dir: Path | None = None) -> list[Explanation]:

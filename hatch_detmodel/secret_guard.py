@@ -8,7 +8,9 @@ never bring such a file back: only ``[tool.detmodel] allow-secrets`` packs one o
 from __future__ import annotations
 
 import functools
+import os
 import re
+import stat
 from typing import Iterable
 
 from .ignore import RuleSet, parse_pattern_list
@@ -53,6 +55,7 @@ _KEY_HEADER = re.compile(rb"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BL
 _KEY_MARKER = b"PRIVATE KEY"
 #: Longer than any header: a chunk is scanned with this many bytes of the stream before it.
 OVERLAP = 128
+_CHUNK = 1 << 20
 
 
 def _fix(ignore_file: str) -> str:
@@ -121,3 +124,26 @@ class ContentScanner:
         if match and not self.guard.is_allowed(path):
             header = match.group(0).decode("ascii")
             self.found[path] = f"{path}: contains a private key (`{header}`); {_fix(self.guard.ignore_file)}"
+
+    def scan_file(self, path: str, source: str | os.PathLike[str]) -> None:
+        """Scan a file on disk in :data:`_CHUNK` pieces, as the archive writer does while packing
+        (``explain`` asks this without building). A file that cannot be read, or is no longer a
+        regular file, is left for the build to report."""
+        try:
+            fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        except OSError:
+            return
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            tail = b""
+            while True:
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    return
+                self.scan(path, tail + chunk)
+                tail = (tail + chunk)[-OVERLAP:]
+        except OSError:
+            return
+        finally:
+            os.close(fd)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+import hatch_detmodel
 from hatch_detmodel.config import load_project
+from hatch_detmodel.errors import SelectionError
 from hatch_detmodel.explain import explain_all, explain_paths, relative_to_root
 
 from .conftest import ProjectFactory
@@ -65,3 +69,19 @@ def test_explain_all_lists_files_and_pruned_folders(make_project: ProjectFactory
         ("packed", "model_def.py", "no rule matched"),
         ("packed", "pyproject.toml", "no rule matched"),
     ]
+
+
+def test_a_private_key_inside_a_kept_file_is_refused_as_the_build_refuses_it(
+    make_project: ProjectFactory, tmp_path: Path
+) -> None:
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    root = make_project({"model_def.py": "class MyTrial: pass\n", "notes.txt": key, "clean.txt": "nothing here"})
+    (model,) = load_project(root).models
+    notes, clean = explain_paths(model, ["notes.txt", "clean.txt"], cwd=tmp_path)
+    assert (notes.status, clean.status) == ("refused", "packed")
+    assert notes.refused is not None and "notes.txt: contains a private key" in notes.refused
+    rows = {e.path: e.status for e in explain_all(model)}
+    assert rows["notes.txt"] == "refused" and rows["clean.txt"] == "packed"
+    with pytest.raises(SelectionError) as built:
+        hatch_detmodel.build(root, tmp_path / "dist")
+    assert built.value.problems["notes.txt"] == notes.refused  # the very message the build stops with
