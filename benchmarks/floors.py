@@ -12,6 +12,10 @@ For each tree it measures, in fresh child processes where start-up matters:
   opens, reads, hashes and closes it — the work any packer of these files does, in Python with no
   rules, headers or manifest;
 - ``python``: an interpreter that starts and exits, and one that imports our command line;
+- ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
+  (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
+  level-6 gzip into a file) and no rules, checks, manifest or publication: what a Python packer of
+  these files costs before any of our per-file bookkeeping;
 - the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
 
 It prints the floors next to the targets of issue #7: ``serial`` is what runs before compression can
@@ -51,6 +55,43 @@ for path in paths:
     os.close(fd)
     hashlib.sha256(data).hexdigest()
 print(time.perf_counter() - start)
+"""
+
+
+# A packer with nothing but the unavoidable: the same kept files, folders listed and sorted, each file
+# lstat-ed, read once and hashed, our tar header, our level-6 two-core gzip into a file. No rules, no
+# checks, no manifest, no publication. Timed in-process like our library call (warm-up, median of 3).
+_LEAN = r"""
+import hashlib, os, statistics, sys, tempfile, time
+from hatch_detmodel.archive import tar_header, write_end
+from hatch_detmodel.compress import ParallelGzip
+paths = sys.stdin.buffer.read().split(b"\0")[:-1]
+folders = sorted({os.path.dirname(p) or b"." for p in paths})
+
+def pack(out):
+    for folder in folders:
+        with os.scandir(folder) as entries:
+            sorted(entry.name for entry in entries)
+    with open(out, "wb") as handle:
+        gzip = ParallelGzip(handle, 6)
+        records = []
+        for path in paths:
+            info = os.lstat(path)
+            fd = os.open(path, os.O_RDONLY)
+            data = os.read(fd, info.st_size + 1)
+            os.close(fd)
+            records.append((path, len(data), hashlib.sha256(data).hexdigest()))
+            gzip.write(tar_header(path, len(data), 0o644, 0) + data + bytes(-len(data) % 512))
+        write_end(gzip)
+        gzip.close()
+
+with tempfile.TemporaryDirectory() as scratch:
+    walls = []
+    for _ in range(4):
+        start = time.perf_counter()
+        pack(os.path.join(scratch, "lean.tgz"))
+        walls.append(time.perf_counter() - start)
+print(statistics.median(walls[1:]))
 """
 
 
@@ -98,8 +139,9 @@ def main() -> int:
     python_start, cli_import = statistics.median(starts), statistics.median(imports)
     print(f"python start {python_start:.3f} s; start + `import hatch_detmodel.cli` {cli_import:.3f} s")
     print("| workload | deflate CPU s (1 core) | file I/O s | tar\\|gzip s | read_v1_context s "
-          "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+          "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context "
+          "| lean packer s | lean ÷ read_v1_context |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     tools = {t.name: t for t in run.TOOLS}
     for name in ("typical", "heavy", "wide"):
         tree = run.generate(cache, run.WORKLOADS[name])
@@ -110,6 +152,8 @@ def main() -> int:
             float(subprocess.run([python, "-c", _FILE_IO], input=listing, cwd=tree, check=True,
                                  capture_output=True).stdout) for _ in range(5)
         )
+        lean = float(subprocess.run([python, "-c", _LEAN], input=listing, cwd=tree, check=True,
+                                    capture_output=True).stdout)
         with tempfile.TemporaryDirectory(dir=cache) as scratch:
             tar = statistics.median(run._measure(tools["tar|gzip"], tree, Path(scratch) / "o", kept, True)["wall"]
                                     for _ in range(5))
@@ -120,7 +164,8 @@ def main() -> int:
         two_core = max(serial, cli_import + (file_io + deflate) / 2)
         library = max(file_io, (file_io + deflate) / 2)
         print(f"| {name} | {deflate:.3f} | {file_io:.3f} | {tar:.3f} | {determined:.3f} | "
-              f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} |")
+              f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} | "
+              f"{lean:.3f} | {lean / determined:.2f} |")
         sys.stdout.flush()
     print(json.dumps({"python_start": python_start, "cli_import": cli_import}))
     return 0
