@@ -1,7 +1,8 @@
 """Atomic output: every file is written to a temporary name in its destination folder, then renamed.
 
 A build stages all its files first and publishes them only when every one is complete, so a failure
-leaves neither a partial artifact nor a damaged older one.
+leaves neither a partial artifact nor a damaged older one; if a rename fails part-way (a disk error),
+the files already renamed are rolled back, so an archive never stands beside another build's sidecar.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class StagedFile:
             raise _cannot_write(final, error) from None
         self.temporary = Path(name)
         self.handle = _Handle(final, os.fdopen(fd, "wb"))
+        # What :meth:`publish` replaced, kept (as a hard link) until the whole build is published, so
+        # a later failing rename can put it back; its name is a temporary's, which `clean` removes.
+        self._previous: Path | None = None
+        self._created = False  # publish found no file to replace
 
     def finish(self) -> None:
         """Flush to disk and give the file the permissions a normal new file would have."""
@@ -86,10 +91,37 @@ class StagedFile:
             raise _cannot_write(self.final, error) from None
 
     def publish(self) -> None:
+        previous = self.temporary.with_name(self.temporary.name[: -len(".tmp")] + ".old.tmp")
+        created = False
+        try:
+            os.link(self.final, previous)
+            self._previous = previous
+        except FileNotFoundError:
+            created = True
+        except OSError:
+            pass  # no hard links on this file system: this one file cannot be put back
         try:
             os.replace(self.temporary, self.final)
         except OSError as error:
+            self.forget_previous()
             raise _cannot_write(self.final, error) from None
+        self._created = created
+
+    def roll_back(self) -> None:
+        """Undo :meth:`publish` (another file of the build failed to publish): the older file comes back,
+        or the new one goes when there was none."""
+        with contextlib.suppress(OSError):  # best effort: the error that made us roll back is what is raised
+            if self._previous is not None:
+                os.replace(self._previous, self.final)
+                self._previous = None
+            elif self._created:
+                self.final.unlink()
+
+    def forget_previous(self) -> None:
+        if self._previous is not None:
+            with contextlib.suppress(OSError):
+                self._previous.unlink()
+            self._previous = None
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
@@ -146,8 +178,18 @@ class Staging:
                     if not staged.handle.closed:
                         staged.finish()
                 with _folders_locked(staged.final.parent for staged in self.files):
-                    for staged in self.files:
-                        staged.publish()
+                    published: list[StagedFile] = []
+                    try:
+                        for staged in self.files:
+                            staged.publish()
+                            published.append(staged)
+                    except BaseException:
+                        for staged in reversed(published):  # all or nothing: the older files come back
+                            staged.roll_back()
+                        raise
+                    finally:
+                        for staged in self.files:
+                            staged.forget_previous()
                 return
             except BaseException:
                 for staged in self.files:

@@ -118,11 +118,29 @@ FAULTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException
     "exception while reading a source": (
         lambda mp: mp.setattr(archive, "_read_small", _raise(RuntimeError("read failed"))), RuntimeError, "read failed",
     ),
+    "EIO on the third rename, after the first model was published": (
+        lambda mp: _fail_rename(mp, 3),
+        ArchiveError, "demo_project-1.2.3-second.detmodel.tgz: cannot be written (Input/output error)",
+    ),
     "ENOSPC creating the temporary file": (
         lambda mp: mp.setattr(output.tempfile, "mkstemp", _raise(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))),
         ArchiveError, "demo_project-1.2.3-first.detmodel.tgz: cannot be written (No space left on device)",
     ),
 }
+
+
+def _fail_rename(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """The ``call``-th ``os.replace`` fails with EIO; the others (before it, and the roll-back's) work."""
+    real_replace = os.replace
+    calls = [0]
+
+    def replace(source: Any, target: Any) -> None:
+        calls[0] += 1
+        if calls[0] == call:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
 
 
 def _raise(error: BaseException) -> Callable[..., Any]:
@@ -145,6 +163,17 @@ def test_library_fault_leaves_the_old_artifacts_and_no_temporary_file(
     monkeypatch.undo()
     assert snapshot(out) == before  # old files byte for byte, nothing new, no .tmp left
     assert build(project, out, identity=IDENTITY)  # and the next build works
+
+
+def test_a_failed_rename_removes_the_files_already_published_when_there_were_none_before(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "fresh"
+    _fail_rename(monkeypatch, 2)  # the first archive is in place when its sidecar's rename fails
+    with pytest.raises(ArchiveError, match=r"first\.detmodel\.json: cannot be written \(Input/output error\)"):
+        build(project, out, identity=IDENTITY)
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == []  # no archive without its sidecar, no temporary
 
 
 # --- the command line and hatchling, in child processes ----------------------------------------------
