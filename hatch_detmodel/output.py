@@ -34,6 +34,16 @@ def _cannot_write(final: Path, error: OSError) -> ArchiveError:
     )
 
 
+def _not_rolled_back(failure: BaseException, stuck: list[str]) -> ArchiveError:
+    """Publishing failed part-way and undoing it failed too: say which files are new, where the older
+    versions are, instead of claiming nothing changed."""
+    cause = str(failure).split("; nothing was written")[0] or type(failure).__name__
+    return ArchiveError(
+        f"{cause}; publishing stopped part-way and could not be fully undone: " + "; ".join(stuck)
+        + ". Rebuild, or put the older versions back by hand"
+    )
+
+
 class _Handle:
     """The staged file's handle: every write error becomes an :class:`ArchiveError` naming the output."""
 
@@ -107,15 +117,24 @@ class StagedFile:
             raise _cannot_write(self.final, error) from None
         self._created = created
 
-    def roll_back(self) -> None:
+    def roll_back(self) -> str | None:
         """Undo :meth:`publish` (another file of the build failed to publish): the older file comes back,
-        or the new one goes when there was none."""
-        with contextlib.suppress(OSError):  # best effort: the error that made us roll back is what is raised
+        or the new one goes when there was none. Returns what could not be undone, or ``None``."""
+        if os.path.lexists(self.temporary):
+            return None  # never renamed into place (interrupted before or inside publish)
+        try:
             if self._previous is not None:
                 os.replace(self._previous, self.final)
                 self._previous = None
             elif self._created:
                 self.final.unlink()
+            else:
+                return f"{self.final} is new and its older version could not be kept (no hard links there)"
+        except OSError as error:
+            kept = f", its older version is kept as {self._previous}" if self._previous is not None else ""
+            self._previous = None  # now the only copy: not to be removed
+            return f"{self.final} is new ({error.strerror}){kept}"
+        return None
 
     def forget_previous(self) -> None:
         if self._previous is not None:
@@ -181,11 +200,13 @@ class Staging:
                     published: list[StagedFile] = []
                     try:
                         for staged in self.files:
+                            published.append(staged)  # first: an interrupt right after the rename is undone too
                             staged.publish()
-                            published.append(staged)
-                    except BaseException:
-                        for staged in reversed(published):  # all or nothing: the older files come back
-                            staged.roll_back()
+                    except BaseException as failure:
+                        # all or nothing: the older files come back
+                        stuck = [problem for staged in reversed(published) if (problem := staged.roll_back())]
+                        if stuck:
+                            raise _not_rolled_back(failure, stuck) from None
                         raise
                     finally:
                         for staged in self.files:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -122,6 +123,9 @@ FAULTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException
         lambda mp: _fail_rename(mp, 3),
         ArchiveError, "demo_project-1.2.3-second.detmodel.tgz: cannot be written (Input/output error)",
     ),
+    "KeyboardInterrupt just after the second rename": (
+        lambda mp: _fail_rename(mp, 2, after=KeyboardInterrupt()), KeyboardInterrupt, "",
+    ),
     "ENOSPC creating the temporary file": (
         lambda mp: mp.setattr(output.tempfile, "mkstemp", _raise(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))),
         ArchiveError, "demo_project-1.2.3-first.detmodel.tgz: cannot be written (No space left on device)",
@@ -129,16 +133,21 @@ FAULTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException
 }
 
 
-def _fail_rename(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
-    """The ``call``-th ``os.replace`` fails with EIO; the others (before it, and the roll-back's) work."""
+def _fail_rename(monkeypatch: pytest.MonkeyPatch, *failing: int, after: BaseException | None = None) -> None:
+    """The ``os.replace`` calls numbered in ``failing`` fail with EIO (the others work); with ``after``,
+    those calls rename first and then raise it (an interrupt landing just after the rename)."""
     real_replace = os.replace
     calls = [0]
 
     def replace(source: Any, target: Any) -> None:
         calls[0] += 1
-        if calls[0] == call:
+        if calls[0] not in failing:
+            real_replace(source, target)
+        elif after is not None:
+            real_replace(source, target)
+            raise after
+        else:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", replace)
 
@@ -174,6 +183,23 @@ def test_a_failed_rename_removes_the_files_already_published_when_there_were_non
         build(project, out, identity=IDENTITY)
     monkeypatch.undo()
     assert sorted(p.name for p in out.iterdir()) == []  # no archive without its sidecar, no temporary
+
+
+def test_a_roll_back_that_fails_says_so_and_keeps_the_older_file(
+    project: Path, old_build: tuple[Path, dict[str, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, before = old_build
+    _fail_rename(monkeypatch, 2, 3)  # the first sidecar's rename fails, then putting the first archive back
+    with pytest.raises(ArchiveError) as caught:
+        build(project, out, identity=IDENTITY)
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "nothing was written" not in message and "could not be fully undone" in message
+    archive = out / "demo_project-1.2.3-first.detmodel.tgz"
+    kept = re.search(r"its older version is kept as (\S+?)\.(?: |$)", message)
+    assert kept is not None and f"{archive} is new" in message, message
+    assert Path(kept.group(1)).read_bytes() == before[archive.name]  # the only copy, not deleted
+    assert (out / "demo_project-1.2.3-first.detmodel.json").read_bytes() == before["demo_project-1.2.3-first.detmodel.json"]
 
 
 # --- the command line and hatchling, in child processes ----------------------------------------------

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -236,3 +239,22 @@ def test_suggested_lines_work_for_names_that_are_not_utf8_or_have_control_charac
     assert "ctl\\x01name.py: its name contains a control character" in message and "`/ctl?name.py`" in message
     (root / ".detignore").write_text("/bad?.py\n/ctl?name.py\n")  # exactly the suggested lines
     assert kept(root) == ["model_def.py", "pyproject.toml"]
+
+
+def test_non_ascii_names_pack_under_a_non_utf8_locale(make_project: ProjectFactory, tmp_path: Path) -> None:
+    """Source paths are decoded as the file system encoding says: under an ASCII C locale (no UTF-8
+    mode, no locale coercion), a file named café.txt is still found, read and packed as café.txt."""
+    root = make_project({"model_def.py": "class MyTrial: pass\n", "café.txt": "au lait\n"})
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    script = (
+        "import sys; from hatch_detmodel import build\n"
+        "assert sys.getfilesystemencoding() == 'ascii', sys.getfilesystemencoding()\n"
+        "print(build(sys.argv[1], sys.argv[2])[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(root), str(tmp_path / "out")], env=env,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    archive = Path(os.fsdecode(done.stdout.strip()))
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("café.txt")
+        assert member is not None and member.read() == b"au lait\n"
