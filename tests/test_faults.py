@@ -241,7 +241,9 @@ def test_cli_file_size_limit_exits_2_with_one_message(project: Path, old_build: 
 # A child that patches the staged handle's write, then runs a front end: `MODE` picks the fault.
 _CHILD = textwrap.dedent(
     """\
-    import errno, os, runpy, sys, time
+    import errno, os, runpy, signal, sys, time
+    # Ctrl-C as in a terminal, even when this test runs from a background job (which ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from hatch_detmodel import output
     marker, mode, front = sys.argv[1], sys.argv[2], sys.argv[3]
     real = output._Handle.write
