@@ -43,6 +43,8 @@ DOCUMENTED = {
     "pattern syntax: POSIX character class",
     # `?` and `[é]`: git matches one byte, pathspec one Unicode character.
     "pattern syntax: non-ASCII with ? or [ ]",
+    # `a/**/`: git matches folders inside `a` only; pathspec reads it as `a/`, files directly inside too.
+    "pattern syntax: trailing /**/",
 }
 
 #: Determined's pathspec raises on some patterns git accepts (e.g. `!a/\\ `): the upload fails.
@@ -136,6 +138,8 @@ def _feature_of(pattern: str, rel: str) -> str:
         return "pattern syntax: escape"
     if "[" in body:
         return "pattern syntax: bracket expression"
+    if body.endswith("/**/"):
+        return "pattern syntax: trailing /**/"
     stripped = body.strip("/")
     if "**" in stripped and any(len(seg) > 2 and "**" in seg for seg in stripped.split("/")):
         return "pattern syntax: ** inside a name"
@@ -187,6 +191,7 @@ _settings = settings(
         (["x", "y"], "x\t\n", "pattern syntax: trailing whitespace"),
         (["ab", "a1"], "a[[:digit:]]\n", "pattern syntax: POSIX character class"),
         (["é", "e"], "?\n", "pattern syntax: non-ASCII with ? or [ ]"),
+        (["a/a", "a/b/c", "d"], "a/**/\n", "pattern syntax: trailing /**/"),
         (["x y", "x"], "x\\ \n", REJECTED),
         (["a/b/c.py", "a/x.py"], "a/\n!a/x.py\n", None),  # both keep git's rule here
     ],
