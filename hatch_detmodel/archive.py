@@ -19,7 +19,7 @@ from typing import Iterable, Protocol, Tuple
 from .compress import ParallelGzip
 from .errors import ArchiveError
 from .manifest import FileRecord
-from .secret_guard import OVERLAP, ContentScanner
+from .secret_guard import ContentScanner
 from .selection import SelectedFile
 from .shim import GeneratedFile
 
@@ -201,8 +201,7 @@ def _stream_large(selected: SelectedFile, out: GzipWriter, scanner: ContentScann
             digest.update(chunk)
             out.write(chunk)
             if scanner is not None:
-                scanner.scan(selected.path, tail + chunk)
-                tail = (tail + chunk)[-OVERLAP:]  # whole OVERLAP bytes even after a short read
+                tail = scanner.scan_chunk(selected.path, tail, chunk)
             remaining -= len(chunk)
         if remaining or os.read(fd, 1):
             raise _changed(selected, fd)

@@ -25,19 +25,21 @@ def _current_umask() -> int:
     return mask
 
 
+_UNCHANGED = (
+    "; nothing was written and any older file there is unchanged. Free space or fix the folder, or choose"
+    " another output folder"
+)
+
+
 def _cannot_write(final: Path, error: OSError) -> ArchiveError:
     """A disk error (full, I/O error, quota, file size limit, read-only) as one message naming the output."""
-    reason = error.strerror or str(error)
-    return ArchiveError(
-        f"{final}: cannot be written ({reason}); nothing was written and any older file there is unchanged. "
-        "Free space or fix the folder, or choose another output folder"
-    )
+    return ArchiveError(f"{final}: cannot be written ({error.strerror or error}){_UNCHANGED}")
 
 
 def _not_rolled_back(failure: BaseException, stuck: list[str]) -> ArchiveError:
-    """Publishing failed part-way and undoing it failed too: say which files are new, where the older
-    versions are, instead of claiming nothing changed."""
-    cause = str(failure).split("; nothing was written")[0] or type(failure).__name__
+    """Publishing failed part-way and undoing it failed too: the failure without its "nothing was
+    written" promise, then which files are new and where the older versions are."""
+    cause = str(failure).removesuffix(_UNCHANGED) or type(failure).__name__
     return ArchiveError(
         f"{cause}; publishing stopped part-way and could not be fully undone: " + "; ".join(stuck)
         + ". Rebuild, or put the older versions back by hand"

@@ -125,6 +125,14 @@ class ContentScanner:
             header = match.group(0).decode("ascii")
             self.found[path] = f"{path}: contains a private key (`{header}`); {_fix(self.guard.ignore_file)}"
 
+    def scan_chunk(self, path: str, tail: bytes, chunk: bytes) -> bytes:
+        """Scan the next chunk of a file read in pieces, after ``tail`` (the previous call's result,
+        ``b""`` at the start); return the new tail. Whole :data:`OVERLAP` bytes are carried even
+        after a short read, so a header split between chunks is still seen."""
+        window = tail + chunk
+        self.scan(path, window)
+        return window[-OVERLAP:]
+
     def scan_file(self, path: str, source: str | os.PathLike[str]) -> None:
         """Scan a file on disk in :data:`_CHUNK` pieces, as the archive writer does while packing
         (``explain`` asks this without building). A file that cannot be read, or is no longer a
@@ -141,8 +149,7 @@ class ContentScanner:
                 chunk = os.read(fd, _CHUNK)
                 if not chunk:
                     return
-                self.scan(path, tail + chunk)
-                tail = (tail + chunk)[-OVERLAP:]
+                tail = self.scan_chunk(path, tail, chunk)
         except OSError:
             return
         finally:

@@ -301,9 +301,6 @@ def _relative_bytes(root: Path, target: Path) -> bytes | None:
     return os.fsencode(os.path.relpath(target_real, root_real)).replace(os.sep.encode(), b"/")
 
 
-#: Whether ``os.fsdecode`` of UTF-8 bytes is their UTF-8 text (not under, say, a Latin-1 locale).
-_FS_UTF8 = os.fsdecode(b"\xc3\xa9") == "\u00e9"  # é in UTF-8
-
 _PLAIN_NAME_BAD_BYTES = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
@@ -330,10 +327,6 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     """
     selector = Selector(model, output_dir, extra_output_dirs)
     root_real = os.path.realpath(model.root)
-    # The walk reaches every entry as root + "/" + rel, so its source path is this prefix + its name:
-    # a concatenation when the file system encoding is UTF-8 (kept names are valid UTF-8), else decoded.
-    root_bytes = os.path.join(os.fsencode(model.root), b"")
-    source_prefix = os.fsdecode(root_bytes)
     files: list[SelectedFile] = []
     problems: dict[str, str] = {}
     ignore_name = model.detignore
@@ -376,8 +369,7 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
         secret = guard.name_problem(rel, entry.name)
         if secret is not None:
             secrets[path] = secret
-        source = source_prefix + path if _FS_UTF8 else os.fsdecode(root_bytes + rel)
-        files.append(SelectedFile(path, source, st.st_size, bool(st.st_mode & S_IXUSR)))
+        files.append(SelectedFile(path, os.fsdecode(entry.path), st.st_size, bool(st.st_mode & S_IXUSR)))
 
     problems.update(_case_collisions(files))
     problems.update(secrets)
