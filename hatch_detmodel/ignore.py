@@ -312,6 +312,13 @@ class RuleSet:
         # one table for files and one for directories.
         self._by_basename: tuple[dict[bytes, int], dict[bytes, int]] = ({}, {})
 
+    @property
+    def path_prefixes(self) -> tuple[bytes, ...] | None:
+        """What a path must start with for a rule other than a basename rule to match it (``()``: no
+        such rule); ``None`` when such a rule has no literal prefix. Below these, a verdict depends on
+        the basename alone."""
+        return () if self._whole is None else self._whole_prefixes
+
     def match(self, path: bytes, is_dir: bool) -> Rule | None:
         """The deciding rule for ``path`` (POSIX, relative to the root, no trailing slash)."""
         return self.match_entry(path, path[path.rfind(b"/") + 1 :], is_dir)

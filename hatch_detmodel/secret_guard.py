@@ -15,7 +15,7 @@ from typing import Iterable
 
 from .ignore import RuleSet, parse_pattern_list
 
-__all__ = ["OVERLAP", "SECRET_PATTERNS", "ContentScanner", "SecretGuard"]
+__all__ = ["KEY_MARKER", "OVERLAP", "SECRET_PATTERNS", "ContentScanner", "SecretGuard"]
 
 #: gitignore-style patterns for files that hold credentials (later `!` lines carve out templates).
 SECRET_PATTERNS: tuple[str, ...] = (
@@ -52,7 +52,8 @@ GUARD_RULE = "secrets guard"
 # Up to three words before PRIVATE KEY (RSA, EC, OPENSSH, ENCRYPTED, PGP, ...): bounded, so a header
 # is at most 84 bytes and OVERLAP below always carries a split one whole into the next chunk.
 _KEY_HEADER = re.compile(rb"-----BEGIN (?:[A-Z0-9]{1,16} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
-_KEY_MARKER = b"PRIVATE KEY"
+#: In every private-key header: a file without it needs no regex search.
+KEY_MARKER = b"PRIVATE KEY"
 #: Longer than any header: a chunk is scanned with this many bytes of the stream before it.
 OVERLAP = 128
 _CHUNK = 1 << 20
@@ -118,7 +119,7 @@ class ContentScanner:
     def scan(self, path: str, data: bytes) -> None:
         """Look at a file's bytes, or at one chunk of it prefixed with the previous chunk's last
         :data:`OVERLAP` bytes (so a header split between two chunks is still seen)."""
-        if _KEY_MARKER not in data or path in self.found:  # one fast substring search in the common case
+        if KEY_MARKER not in data or path in self.found:  # one fast substring search in the common case
             return
         match = _KEY_HEADER.search(data)
         if match and not self.guard.is_allowed(path):

@@ -11,6 +11,7 @@ import functools
 import os
 import re
 import stat
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ class Selection:
 
 
 _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
+_NAME_CACHE = 4096  # verdicts kept per kind: names recur (`__init__.py`), and memory stays bounded
 
 
 @functools.cache
@@ -147,6 +149,12 @@ class Selector:
         self.output_rels = {rel for rel in (_relative_bytes(self.root, d) for d in outputs) if rel is not None}
         self._root_is_output = b"" in self.output_rels
         self._project_root = model.is_project_root
+        # Below the root, the verdict of a path that starts with none of these depends on its name
+        # alone (the guards' paths, the rules that are not basename rules): the walk remembers it.
+        prefixes = self.rules.path_prefixes
+        self._path_dependent = None if prefixes is None else (
+            *prefixes, *(rel for rel in self.output_rels if rel), *((self.ignore_rel,) if self.ignore_rel is not None else ())
+        )
 
     def guard(self, rel: bytes, name: bytes, is_dir: bool) -> str | None:
         """The built-in guard that leaves ``rel`` out whatever the patterns say, or ``None``."""
@@ -217,15 +225,26 @@ class Selector:
         root_real = os.path.realpath(self.root)
         problems: dict[str, str] = {}
         packs = self.packs
+        by_name: tuple[dict[bytes, bool], dict[bytes, bool]] = ({}, {})  # verdicts in name-only folders
         # one frame per open directory: (its rel with a trailing "/", the real paths above it, entries left)
         stack: list[tuple[bytes, tuple[str, ...], Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = [
             (b"", (root_real,), self._listing(os.fsencode(self.root), b"", problems))
         ]
         while stack:
             rel_dir, ancestors, entries = stack[-1]
+            name_only = self._name_only(rel_dir)
             for _key, is_dir, entry in entries:
-                rel = rel_dir + entry.name
-                packed = packs(rel, entry.name, is_dir)
+                name = entry.name
+                rel = rel_dir + name
+                if name_only:
+                    cache = by_name[is_dir]
+                    packed = cache.get(name)
+                    if packed is None:
+                        packed = packs(rel, name, is_dir)
+                        if len(cache) < _NAME_CACHE:
+                            cache[name] = packed
+                else:
+                    packed = packs(rel, name, is_dir)
                 yield rel, entry, is_dir, packed
                 if is_dir and packed:
                     if entry.is_symlink():
@@ -241,6 +260,14 @@ class Selector:
         if problems:
             raise SelectionError("\n".join(problems.values()), problems)
 
+    def _name_only(self, rel_dir: bytes) -> bool:
+        """Whether every verdict in the folder ``rel_dir`` (with its trailing ``/``) depends on the
+        entry's name alone: below the root, and no path there can start with a path-dependent prefix."""
+        special = self._path_dependent
+        if not rel_dir or special is None:
+            return False
+        return not any(rel_dir.startswith(prefix) or prefix.startswith(rel_dir) for prefix in special)
+
     def _listing(
         self, path: bytes, rel: bytes, problems: dict[str, str]
     ) -> Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]:
@@ -248,11 +275,7 @@ class Selector:
         listed is recorded in ``problems`` and yields nothing."""
         try:
             with os.scandir(path) as iterator:
-                return iter(sorted(
-                    (entry.name + b"/" if is_dir else entry.name, is_dir, entry)
-                    for entry in iterator
-                    for is_dir in (_is_dir(entry),)
-                ))
+                entries = list(iterator)
         except OSError as error:
             shown = display_path(rel) or "."
             problems[shown] = (
@@ -260,6 +283,12 @@ class Selector:
                 f"`{self.suggest_line(rel or b'.', True)}` to {self.model.detignore}"
             )
             return iter(())
+        try:  # known from the listing, except for a symlink: its target may fail to stat
+            kinds = [entry.is_dir() for entry in entries]
+        except OSError:
+            kinds = [_is_dir(entry) for entry in entries]
+        keyed = sorted((entry.name + b"/" if is_dir else entry.name, is_dir, entry) for entry, is_dir in zip(entries, kinds))
+        return iter(keyed)
 
 
 def _unprintable(char: str) -> bool:
@@ -305,8 +334,7 @@ _PLAIN_NAME_BAD_BYTES = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
 def _name_problem(rel: bytes) -> str | None:
-    if rel.isascii() and _PLAIN_NAME_BAD_BYTES.search(rel) is None:
-        return None  # the common case: nothing to decode or normalise
+    """Why a kept path's name cannot be packed (asked only of names that are not plain ASCII)."""
     try:
         text = rel.decode("utf-8")
     except UnicodeDecodeError:
@@ -340,16 +368,21 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
 
     manifest_name = MANIFEST_NAME.encode()
     secrets: dict[str, str] = {}
+    # Bound once: this loop runs per kept file (os.fsdecode itself, without its call per file).
+    secret_rule, plain_name = guard.secrets.match_entry, _PLAIN_NAME_BAD_BYTES.search
+    fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    append = files.append
     for rel, entry, is_dir, packed in selector.walk():
         if not packed:
             continue
         if rel == manifest_name and not is_dir:
             refuse(rel, is_dir, "this name is reserved for the artifact's manifest; rename it or ")
             continue
-        name_problem = _name_problem(rel)
-        if name_problem:
-            refuse(rel, is_dir, f"{name_problem}, or ")
-            continue
+        if not rel.isascii() or plain_name(rel) is not None:
+            name_problem = _name_problem(rel)
+            if name_problem:
+                refuse(rel, is_dir, f"{name_problem}, or ")
+                continue
         if entry.is_symlink():
             st = _symlink_target(rel, entry, is_dir, root_real, refuse)
             if st is None:
@@ -366,10 +399,12 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
         path = rel.decode("utf-8")
-        secret = guard.name_problem(rel, entry.name)
-        if secret is not None:
-            secrets[path] = secret
-        files.append(SelectedFile(path, os.fsdecode(entry.path), st.st_size, bool(st.st_mode & S_IXUSR)))
+        rule = secret_rule(rel, entry.name, False)
+        if rule is not None and not rule.negated:
+            secret = guard.name_problem(rel, entry.name)
+            if secret is not None:
+                secrets[path] = secret
+        append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR)))
 
     problems.update(_case_collisions(files))
     problems.update(secrets)
@@ -425,6 +460,9 @@ def _special_kind(mode: int) -> str:
 def _case_collisions(files: list[SelectedFile]) -> dict[str, str]:
     """Paths (or their directories) that differ only in case collide on macOS and Windows checkouts."""
     names = {selected.path for selected in files}
+    joined = "\n".join(names)
+    if joined.casefold() == joined:
+        return {}  # the common case, in one pass over one string: no name has a letter case to differ in
     folders = {path.rpartition("/")[0] for path in names}
     pending = list(folders)
     while pending:  # each directory above a file's own, once
@@ -435,7 +473,7 @@ def _case_collisions(files: list[SelectedFile]) -> dict[str, str]:
     folders.discard("")
     names |= folders
     if len({name.casefold() for name in names}) == len(names):
-        return {}  # the common case, in one pass
+        return {}
     by_folded: dict[str, list[str]] = {}
     for name in names:
         by_folded.setdefault(name.casefold(), []).append(name)

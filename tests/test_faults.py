@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 
-from hatch_detmodel import archive, build, output
+from hatch_detmodel import build, output
 from hatch_detmodel.config import ProjectIdentity
 from hatch_detmodel.errors import ArchiveError
 
@@ -117,7 +117,7 @@ FAULTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException
         lambda mp: _fail_writes_after(mp, 300_000, KeyboardInterrupt()), KeyboardInterrupt, "",
     ),
     "exception while reading a source": (
-        lambda mp: mp.setattr(archive, "_read_small", _raise(RuntimeError("read failed"))), RuntimeError, "read failed",
+        lambda mp: mp.setattr(os, "read", _raise(RuntimeError("read failed"))), RuntimeError, "read failed",
     ),
     "EIO on the third rename, after the first model was published": (
         lambda mp: _fail_rename(mp, 3),

@@ -236,17 +236,17 @@ def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(
     build(root, out, identity=IDENTITY)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (root / "model_def.py").write_text("class MyTrial: pass\n# changed\n")
-    real_read = archive._read_small
+    real_read = os.read
     calls = []
 
-    def failing_read(selected):  # type: ignore[no-untyped-def]
-        calls.append(selected.path)
+    def failing_read(fd: int, size: int) -> bytes:
+        calls.append(fd)
         if len(calls) == 2:
             raise OSError(5, "Input/output error")  # a disk failure half-way through
-        return real_read(selected)
+        return real_read(fd, size)
 
-    monkeypatch.setattr(archive, "_read_small", failing_read)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(os, "read", failing_read)
+    with pytest.raises(ArchiveError, match=r"cannot be read \(Input/output error\)"):
         build(root, out, identity=IDENTITY)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left either
 

@@ -109,6 +109,29 @@ def test_output_directory_rules_in_a_model_subfolder(make_project: ProjectFactor
     assert [f.path for f in select_files(model, root / "dist", [copies]).files] == ["dist/keep.txt", "m.py"]
 
 
+def test_a_verdict_remembered_by_name_is_not_reused_where_the_path_matters(make_project: ProjectFactory) -> None:
+    # The walk remembers verdicts by name in folders where only names can matter; every rule or guard
+    # that looks at the whole path (anchored patterns, a nested output folder or ignore file, the
+    # secrets guard's `.aws/credentials`) must still decide there, whichever folder is walked first.
+    same = {f"{folder}/{name}": "" for folder in ("a", "b", "c", "d/e", "d/f") for name in ("x.py", "out", "credentials")}
+    same = {k: v for k, v in same.items() if not k.endswith("/out")}
+    root = make_project(
+        files={"model_def.py": TRIAL, **same, "b/out/y.py": "", "c/out/y.py": "", "d/f/.ignore-here": "z.py\n",
+               "d/e/.ignore-here": "", "d/f/z.py": "", "d/e/z.py": ""},
+        detmodel='entrypoint = "model_def:MyTrial"\nexclude = ["/b/x.py", "/d/e/credentials"]\ndetignore = "d/f/.ignore-here"',
+    )
+    assert kept(root, root / "c" / "out") == [
+        "a/credentials", "a/x.py", "b/credentials", "b/out/y.py", "c/credentials", "c/x.py",
+        "d/e/.ignore-here", "d/e/x.py", "d/f/credentials", "d/f/x.py", "model_def.py",
+        "pyproject.toml",
+    ]
+    (root / ".aws").mkdir()
+    (root / ".aws" / "credentials").write_text("")
+    with pytest.raises(SelectionError, match=r"\.aws/credentials: looks like a secret") as caught:
+        kept(root)
+    assert list(caught.value.problems) == [".aws/credentials"]
+
+
 def test_ignored_directories_are_pruned_not_walked(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     files: dict[str, str | bytes] = {"model_def.py": TRIAL, ".detignore": "data/\n"}
     files.update({f"data/{i}/x.bin": "" for i in range(20)})
