@@ -14,6 +14,8 @@ import functools
 import hashlib
 import os
 import stat
+import struct
+import zlib
 from typing import Iterable, Protocol, Tuple
 
 from .compress import ParallelGzip
@@ -47,7 +49,10 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\x00" % (width - 1, value)
 
 
-_Template = Tuple[bytes, Tuple[bytes, bytes], int]
+_Template = Tuple[bytes, bytes, bytes, int]
+#: A ustar header block: name, then mode/uid/gid, size, mtime, checksum, and the rest (typeflag on);
+#: ``struct`` pads the name with NULs.
+_USTAR = struct.Struct("100s24s12s12s8s356s")
 
 
 def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes) -> bytes:
@@ -56,12 +61,13 @@ def _header_block(name: bytes, size: int, mode: int, mtime: int, typeflag: bytes
 
 
 def _block(name: bytes, size: int, template: _Template) -> bytes:
-    """The header block of ``template`` for ``name`` and ``size``; the checksum is summed from the
-    template's and the variable fields' bytes."""
-    head, (before_checksum, after_checksum), constant_sum = template
+    """The header block of ``template`` for ``name`` (at most 100 bytes) and ``size``. The checksum is
+    the template's byte sum plus the variable fields': adler32's first half is 1 + the byte sum modulo
+    65,521, exact here (100 name bytes and 12 size bytes sum to at most 26,105), and one C call."""
+    head, before_checksum, after_checksum, constant_sum = template
     size_field = b"%011o\x00" % size
-    checksum = constant_sum + sum(name) + sum(size_field)
-    return b"%s%s%s%s%06o\x00 %s" % (name.ljust(100, b"\x00"), head, size_field, before_checksum, checksum, after_checksum)
+    checksum = constant_sum + (zlib.adler32(size_field, zlib.adler32(name)) & 0xFFFF) - 1
+    return _USTAR.pack(name, head, size_field, before_checksum, b"%06o\x00 " % checksum, after_checksum)
 
 
 @functools.lru_cache(maxsize=64)
@@ -81,7 +87,7 @@ def _template(mode: int, mtime: int, typeflag: bytes) -> _Template:
         b"\x00" * 155,  # prefix
     )).ljust(BLOCK - 156, b"\x00")
     constant_sum = sum(head) + sum(before_checksum) + 8 * ord(" ") + sum(after_checksum)
-    return head, (before_checksum, after_checksum), constant_sum
+    return head, before_checksum, after_checksum, constant_sum
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:

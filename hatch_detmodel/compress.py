@@ -5,7 +5,7 @@ of cores. Each job is deflated on its own (in a thread pool: zlib releases the G
 :data:`WINDOW` bytes before it as preset dictionary, so back-references across a job boundary
 are not lost; every job but the last ends with a sync flush, which byte-aligns the raw deflate
 stream so the jobs' outputs concatenate into one valid deflate stream (the last ends it). The CRC
-and size of the gzip trailer are computed on the uncompressed bytes in order.
+of each full job is computed by its worker and chained in order (CRC-32 is linear in its start).
 
 Inside a job, each :data:`PIECE` is sampled: when its sample looks random (not ASCII, and nearly
 every byte value present), the piece is taken as incompressible (random data, already compressed
@@ -27,7 +27,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-__all__ = ["JOB", "PIECE", "WINDOW", "ParallelGzip", "default_workers", "deflate_job"]
+__all__ = ["JOB", "PIECE", "WINDOW", "ParallelGzip", "crc_past_job", "default_workers", "deflate_job"]
 
 #: Bytes of uncompressed stream per job (the unit of parallelism). Fixed: the output depends on it.
 JOB = 1 << 19
@@ -39,6 +39,15 @@ _SAMPLE = 512  # bytes sampled from the middle of each piece
 _DISTINCT = 192  # distinct byte values in a sample above which a piece is taken as incompressible
 _STORED_MAX = 0xFFFF  # a stored block holds at most 65,535 bytes
 _FINAL_EMPTY_STORED = b"\x01\x00\x00\xff\xff"  # BFINAL=1, stored, length 0
+#: CRC-32 is linear in its starting value: ``crc32(job, c) == crc32(job) ^ L(c)``, where ``L`` moves a
+#: CRC past :data:`JOB` zero bytes. ``L`` of bit ``i`` is ``crc32(bytes(JOB), 1 << i) ^ crc32(bytes(JOB))``
+#: (a test recomputes these); with them a worker computes its job's CRC and the writer only chains them.
+_PAST_JOB = (
+    0x6F76172E, 0xDEEC2E5C, 0x66A95AF9, 0xCD52B5F2, 0x41D46DA5, 0x83A8DB4A, 0xDC20B0D5, 0x633067EB,
+    0xC660CFD6, 0x57B099ED, 0xAF6133DA, 0x85B361F5, 0xD017C5AB, 0x7B5E8D17, 0xF6BD1A2E, 0x360B321D,
+    0x6C16643A, 0xD82CC874, 0x6B2896A9, 0xD6512D52, 0x77D35CE5, 0xEFA6B9CA, 0x043C75D5, 0x0878EBAA,
+    0x10F1D754, 0x21E3AEA8, 0x43C75D50, 0x878EBAA0, 0xD46C7301, 0x73A9E043, 0xE753C086, 0x15D6874D,
+)
 
 
 class _Sink(Protocol):
@@ -66,6 +75,21 @@ def _stored(data: memoryview, out: list[bytes | memoryview]) -> None:
         block = data[start : start + _STORED_MAX]
         out.append(struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF))
         out.append(block)
+
+
+def crc_past_job(crc: int) -> int:
+    """``L(crc)`` above: what ``crc`` becomes after :data:`JOB` zero bytes, less what zeros alone give."""
+    moved = 0
+    for column in _PAST_JOB:
+        if crc & 1:
+            moved ^= column
+        crc >>= 1
+    return moved
+
+
+def _deflate_and_crc(data: bytes, history: bytes, level: int, final: bool) -> tuple[bytes, int]:
+    """A worker's share of a job: its deflate and its own CRC-32 (from zero)."""
+    return deflate_job(data, history, level, final), zlib.crc32(data)
 
 
 def deflate_job(data: bytes, history: bytes, level: int, final: bool) -> bytes:
@@ -124,7 +148,9 @@ class ParallelGzip:
         self.workers = default_workers() if workers is None else max(1, workers)
         self._buffer = bytearray()
         self._history = b""
-        self._pending: deque[Future[bytes]] = deque()
+        # jobs in flight, each with its bytes when it is the last (shorter than JOB: its CRC is chained
+        # from the bytes, not from the worker's)
+        self._pending: deque[tuple[Future[tuple[bytes, int]], bytes | None]] = deque()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="detmodel-gzip") if self.workers > 1 else None
         self._closed = False
         xfl = 2 if level == 9 else 4 if level == 1 else 0
@@ -145,20 +171,27 @@ class ParallelGzip:
         del buffer[:taken]
 
     def _dispatch(self, job: bytes, final: bool) -> None:
-        self.crc = zlib.crc32(job, self.crc)
         history = self._history
         self._history = job[-WINDOW:] if len(job) >= WINDOW else (history + job)[-WINDOW:]
         if self._pool is None:
+            self.crc = zlib.crc32(job, self.crc)
             self.out.write(deflate_job(job, history, self.level, final))
             return
-        self._pending.append(self._pool.submit(deflate_job, job, history, self.level, final))
+        self._pending.append((self._pool.submit(_deflate_and_crc, job, history, self.level, final), job if final else None))
         while len(self._pending) > self.workers:
-            self.out.write(self._pending.popleft().result())
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        """Write the oldest job's output and chain its CRC (jobs finish in any order, but leave in order)."""
+        future, last_job = self._pending.popleft()
+        deflated, job_crc = future.result()
+        self.crc = crc_past_job(self.crc) ^ job_crc if last_job is None else zlib.crc32(last_job, self.crc)
+        self.out.write(deflated)
 
     def drain(self) -> None:
         """Wait for the jobs in flight and write them out (frees their memory; the bytes are unchanged)."""
         while self._pending:
-            self.out.write(self._pending.popleft().result())
+            self._write_oldest()
 
     def close(self) -> None:
         """Compress what is left, write the trailer, and stop the workers."""
@@ -176,7 +209,7 @@ class ParallelGzip:
     def abort(self) -> None:
         """Stop the workers without writing more (after an error)."""
         self._closed = True
-        for future in self._pending:
+        for future, _ in self._pending:
             future.cancel()
         self._pending.clear()
         if self._pool is not None:

@@ -73,6 +73,18 @@ def test_same_bytes_for_any_worker_count_and_write_size(size: int, level: int) -
     assert decompressor.decompress(output) == data and decompressor.eof and not decompressor.unused_data
 
 
+def test_job_crcs_chain_like_one_crc_over_the_stream() -> None:
+    # The workers' CRCs (each from zero) chain through the table of what JOB zero bytes do to a CRC.
+    zeros = bytes(JOB)
+    assert tuple(zlib.crc32(zeros, 1 << bit) ^ zlib.crc32(zeros) for bit in range(32)) == compress._PAST_JOB
+    rng = random.Random(3)
+    jobs = [rng.randbytes(JOB) for _ in range(3)]
+    chained = 0
+    for job in jobs:
+        chained = compress.crc_past_job(chained) ^ zlib.crc32(job)
+    assert chained == zlib.crc32(b"".join(jobs))
+
+
 @pytest.mark.parametrize("level", [0, 1, 6, 9])
 def test_one_compressible_job_is_a_plain_zlib_member(level: int) -> None:
     data = text(random.Random(level), JOB - 10)
