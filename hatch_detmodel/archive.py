@@ -168,6 +168,23 @@ def _changed(selected: SelectedFile, fd: int) -> ArchiveError:
     return ArchiveError(f"{selected.path}: changed size while the build ran; rebuild")
 
 
+def _read_small(selected: SelectedFile) -> bytes:
+    """A file below :data:`_CHUNK`, in one read that asks for a byte more than expected: a short or
+    long answer means it changed since selection, so the common case needs no ``fstat``. An empty
+    answer is the one a FIFO or device put in the file's place could also give: that one is checked."""
+    fd = _open(selected)
+    try:
+        try:
+            data = os.read(fd, selected.size + 1)
+        except OSError as error:
+            raise _read_failed(selected, fd, error) from None
+        if len(data) != selected.size or (not data and not stat.S_ISREG(os.fstat(fd).st_mode)):
+            raise _read_failed(selected, fd, None)
+        return data
+    finally:
+        os.close(fd)
+
+
 def _read_failed(selected: SelectedFile, fd: int, error: OSError | None) -> ArchiveError:
     """Why a small file's one read did not give exactly the bytes selection saw (``error``: the read's own)."""
     if error is None or isinstance(error, (IsADirectoryError, BlockingIOError)):  # changed; or now a directory
@@ -213,15 +230,12 @@ def write_members(
     """Write each file as a tar member; return its records (hash of exactly the bytes written).
     ``scanner`` sees the bytes of every source file, for the secrets guard's content check.
 
-    This loop is most of a build of many small files, so a small file's whole cost is written out
-    here: one open, one read asking for a byte more than selection saw (a short or long answer means
-    the file changed, so the common case needs no ``fstat``; an empty answer, which a FIFO or device
-    put in the file's place would also give, is checked), one close, a hash, a header from a template;
-    members are gathered into one batch before they reach ``out``."""
+    This loop is most of a build of many small files: per file, the bytes (most often read already by
+    selection), a hash and a header from a template; members are gathered into one batch before they
+    reach ``out``."""
     records: list[FileRecord] = []
     append = records.append
     sha256 = hashlib.sha256
-    os_open, os_read, os_close, flags = os.open, os.read, os.close, _OPEN_FLAGS
     header = _PlainHeaders(mtime)
     marker = KEY_MARKER
     batch = bytearray()
@@ -231,29 +245,20 @@ def write_members(
             data = item.data
             size, mode, generated = len(data), "644", True
         else:
-            _, source, size, executable = item
+            _, _, size, executable, read_ahead = item
             mode, generated = ("755" if executable else "644"), False
-            if size >= _CHUNK:
-                out.write(batch)
-                batch = bytearray()
-                out.write(header(path.encode("utf-8"), size, executable))
-                sha = _stream_large(item, out, scanner)
-                out.write(_ZEROS[: -size % BLOCK])
-                append(FileRecord(path, size, mode, sha))
-                continue
-            try:
-                fd = os_open(source, flags)
-            except OSError as error:
-                raise _unreadable(item, error) from None
-            try:
-                try:
-                    data = os_read(fd, size + 1)
-                except OSError as error:
-                    raise _read_failed(item, fd, error) from None
-                if len(data) != size or (not size and not stat.S_ISREG(os.fstat(fd).st_mode)):
-                    raise _read_failed(item, fd, None)
-            finally:
-                os_close(fd)
+            if read_ahead is not None:  # read while it was selected
+                data = read_ahead
+            else:
+                if size >= _CHUNK:
+                    out.write(batch)
+                    batch = bytearray()
+                    out.write(header(path.encode("utf-8"), size, executable))
+                    sha = _stream_large(item, out, scanner)
+                    out.write(_ZEROS[: -size % BLOCK])
+                    append(FileRecord(path, size, mode, sha))
+                    continue
+                data = _read_small(item)
             if scanner is not None and marker in data:  # the scan's own first test, without a call per file
                 scanner.scan(path, data)
         batch += header(path.encode("utf-8"), size, mode == "755")

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 BUILDER_NAME = "hatch-detmodel"
+#: Bytes of small files a plan reads while selecting them (memory stays bounded; see select_files).
+READ_AHEAD = 8 << 20
 ARCHIVE_SUFFIX = ".detmodel.tgz"
 SIDECAR_SUFFIX = ".detmodel.json"
 
@@ -120,7 +122,7 @@ def _size(item: SelectedFile | GeneratedFile) -> int:
 def plan_model(
     project: ProjectConfig, model: ModelConfig, output_dir: Path | None, epoch: int, extra_output_dirs: Sequence[Path] = ()
 ) -> ModelPlan:
-    selection = select_files(model, output_dir, extra_output_dirs)
+    selection = select_files(model, output_dir, extra_output_dirs, READ_AHEAD)
     check = check_entrypoint(model.entrypoint, selection, root_package_name(project, model))
     if check.generated:
         everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]

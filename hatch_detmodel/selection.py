@@ -87,6 +87,7 @@ class SelectedFile(NamedTuple):  # a tuple: the build makes one per file, and it
     source: str | os.PathLike[str]  # where to read it (a symlink inside the root is read through)
     size: int
     executable: bool
+    data: bytes | None = None  # its bytes, when selection read them already (the writer then does not)
 
     @property
     def mode(self) -> str:
@@ -119,6 +120,10 @@ class Selection:
 
 
 _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
+#: Reading ahead: only files up to this size (larger ones stream in pieces), never through a symlink
+#: (a kept symlink is checked first), never blocking on a FIFO that took a file's place.
+_READ_AHEAD_LARGEST = (1 << 20) - 1
+_READ_AHEAD_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 _NAME_CACHE = 4096  # verdicts kept per kind: names recur (`__init__.py`), and memory stays bounded
 
 
@@ -348,8 +353,15 @@ def _name_problem(rel: bytes) -> str | None:
     return None
 
 
-def select_files(model: ModelConfig, output_dir: Path | None = None, extra_output_dirs: Sequence[Path] = ()) -> Selection:
+def select_files(
+    model: ModelConfig, output_dir: Path | None = None, extra_output_dirs: Sequence[Path] = (), read_ahead: int = 0
+) -> Selection:
     """Walk the model definition and return the files to pack, sorted by UTF-8 path bytes.
+
+    With ``read_ahead`` (bytes), a build's selection also reads small files while it visits them, up
+    to that many bytes in all: opening a file and asking its descriptor for size and mode costs less
+    than asking the path and opening it later, and each file is still read once. Whatever goes wrong
+    while reading ahead is left for the writer to meet and report, as it would without.
 
     Raises :class:`SelectionError` listing every kept path that cannot be packed faithfully.
     """
@@ -372,6 +384,7 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
     secret_rule, plain_name = guard.secrets.match_entry, _PLAIN_NAME_BAD_BYTES.search
     fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     append = files.append
+    os_open, os_fstat, os_read, os_close = os.open, os.fstat, os.read, os.close
     for rel, entry, is_dir, packed in selector.walk():
         if not packed:
             continue
@@ -383,6 +396,7 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             if name_problem:
                 refuse(rel, is_dir, f"{name_problem}, or ")
                 continue
+        data = None
         if entry.is_symlink():
             st = _symlink_target(rel, entry, is_dir, root_real, refuse)
             if st is None:
@@ -390,11 +404,31 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
         elif is_dir:
             continue
         else:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as error:
-                refuse(rel, is_dir, f"cannot be read ({error.strerror}); ")
-                continue
+            st = None
+            if read_ahead > 0:
+                try:
+                    fd = os_open(entry.path, _READ_AHEAD_FLAGS)
+                except OSError:
+                    fd = -1
+                if fd >= 0:
+                    try:
+                        st = os_fstat(fd)
+                        if S_ISREG(st.st_mode) and st.st_size <= min(read_ahead, _READ_AHEAD_LARGEST):
+                            data = os_read(fd, st.st_size + 1)
+                            if len(data) == st.st_size:
+                                read_ahead -= len(data)
+                            else:
+                                data = None  # changing while it is read: the writer says so
+                    except OSError:
+                        st = data = None
+                    finally:
+                        os_close(fd)
+            if st is None:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as error:
+                    refuse(rel, is_dir, f"cannot be read ({error.strerror}); ")
+                    continue
         if not S_ISREG(st.st_mode):
             refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
@@ -404,7 +438,7 @@ def select_files(model: ModelConfig, output_dir: Path | None = None, extra_outpu
             secret = guard.name_problem(rel, entry.name)
             if secret is not None:
                 secrets[path] = secret
-        append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR)))
+        append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR), data))
 
     problems.update(_case_collisions(files))
     problems.update(secrets)

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from hatch_detmodel import archive, build
+from hatch_detmodel import archive, build, pipeline
 from hatch_detmodel.config import ProjectIdentity, load_project
 from hatch_detmodel.errors import ArchiveError, ConfigError, DetmodelError, EntrypointError, SelectionError
 from hatch_detmodel.reader import read_artifact
@@ -344,7 +344,9 @@ def test_permission_errors_injected_at_the_os_layer(make_project: ProjectFactory
 
 
 def _before_writing(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
-    """Run ``change`` after selection, just before the archive's members are read and written."""
+    """Run ``change`` after selection, just before the archive's members are read and written (by the
+    writer itself: nothing is read ahead during selection, as for files beyond the read-ahead budget)."""
+    monkeypatch.setattr(pipeline, "READ_AHEAD", 0)
     real = archive.write_members
 
     def changed_then_write(files, out, mtime, on_file=None):  # type: ignore[no-untyped-def]

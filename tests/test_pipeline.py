@@ -241,8 +241,8 @@ def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(
 
     def failing_read(fd: int, size: int) -> bytes:
         calls.append(fd)
-        if len(calls) == 2:
-            raise OSError(5, "Input/output error")  # a disk failure half-way through
+        if len(calls) >= 2:
+            raise OSError(5, "Input/output error")  # a disk failing half-way through
         return real_read(fd, size)
 
     monkeypatch.setattr(os, "read", failing_read)
@@ -251,10 +251,44 @@ def test_failed_build_leaves_no_partial_file_and_keeps_the_old_one(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file left either
 
 
+@pytest.mark.parametrize("budget", [0, 10, pipeline.READ_AHEAD])
+def test_each_file_is_read_once_and_the_read_ahead_budget_never_changes_the_bytes(
+    make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    # Selection reads small files ahead within a budget; the writer reads the rest (here: all, some
+    # or none of them). Either way each file's bytes are read once and the archive is the same.
+    files = {"model_def.py": "class MyTrial: pass\n", "a.txt": "0123456789", "b/c.txt": "x" * 5, "e.txt": ""}
+    root = make_project(files={**files, "big.bin": "y" * (1 << 20)})
+    reference, _ = build(root, tmp_path / "reference", identity=IDENTITY)
+    monkeypatch.setattr(pipeline, "READ_AHEAD", budget)
+    real_open, real_read = os.open, os.read
+    names: dict[int, str] = {}
+    read: dict[str, int] = {}
+
+    def counting_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fd = real_open(path, flags, *args, **kwargs)
+        names[fd] = os.path.relpath(os.fsdecode(path), root)
+        return fd
+
+    def counting_read(fd: int, size: int) -> bytes:
+        data = real_read(fd, size)
+        read[names.get(fd, "?")] = read.get(names.get(fd, "?"), 0) + len(data)
+        return data
+
+    monkeypatch.setattr(os, "open", counting_open)
+    monkeypatch.setattr(os, "read", counting_read)
+    archive_path, _ = build(root, tmp_path / "out", identity=IDENTITY)
+    monkeypatch.undo()
+    sizes = {path: (root / path).stat().st_size for path in [*files, "big.bin", "pyproject.toml"]}
+    assert {path: read.get(path, 0) for path in sizes} == sizes  # each file's bytes read once
+    assert archive_path.read_bytes() == reference.read_bytes()
+
+
 def test_file_changing_size_during_build_stops_it(
     make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_project(files={"model_def.py": "class MyTrial: pass\n", "grow.txt": "abc"})
+    monkeypatch.setattr(pipeline, "READ_AHEAD", 0)  # read by the writer, as files beyond the budget are
     real_write_members = archive.write_members
 
     def grow_then_write(files, out, mtime, scanner=None):  # type: ignore[no-untyped-def]
