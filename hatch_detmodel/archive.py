@@ -28,6 +28,7 @@ from .shim import GeneratedFile
 __all__ = [
     "BLOCK",
     "GzipWriter",
+    "MemberWriter",
     "Writable",
     "pax_path_header",
     "tar_header",
@@ -221,55 +222,77 @@ def _stream_large(selected: SelectedFile, out: GzipWriter, scanner: ContentScann
     return digest.hexdigest()
 
 
+class MemberWriter:
+    """Writes files as tar members into ``out`` in the order they come; :attr:`records` lists them as
+    the manifest does (each hash of exactly the bytes written). ``scanner`` sees every source file's
+    bytes, for the secrets guard's content check."""
+
+    def __init__(self, out: GzipWriter, mtime: int, scanner: ContentScanner | None = None) -> None:
+        self.out = out
+        self.scanner = scanner
+        self.records: list[FileRecord] = []
+        self._header = _PlainHeaders(mtime)
+
+    def write(self, files: Iterable[SelectedFile | GeneratedFile], read: bool = True) -> int:
+        """Write ``files`` after those written before; return how many were written. With ``read=False``
+        only files that selection read already are written, up to the first it did not read.
+
+        This loop is most of a build of many small files: per file, the bytes (most often read already
+        by selection), a hash and a header from a template; members are gathered into one batch before
+        they reach ``out``."""
+        out, scanner, header = self.out, self.scanner, self._header
+        append = self.records.append
+        sha256 = hashlib.sha256
+        marker = KEY_MARKER
+        batch = bytearray()
+        written = 0
+        for item in files:
+            path = item.path
+            if isinstance(item, GeneratedFile):
+                data = item.data
+                size, mode, generated = len(data), "644", True
+            else:
+                _, _, size, executable, read_ahead = item
+                mode, generated = ("755" if executable else "644"), False
+                if read_ahead is not None:  # read while it was selected
+                    data = read_ahead
+                elif not read:
+                    break
+                else:
+                    if size >= _CHUNK:
+                        out.write(batch)
+                        batch = bytearray()
+                        out.write(header(path.encode("utf-8"), size, executable))
+                        sha = _stream_large(item, out, scanner)
+                        out.write(_ZEROS[: -size % BLOCK])
+                        append(FileRecord(path, size, mode, sha))
+                        written += 1
+                        continue
+                    data = _read_small(item)
+                if scanner is not None and marker in data:  # the scan's own first test, without a call per file
+                    scanner.scan(path, data)
+            batch += header(path.encode("utf-8"), size, mode == "755")
+            batch += data
+            batch += _ZEROS[: -size % BLOCK]
+            append(FileRecord(path, size, mode, sha256(data).hexdigest(), generated))
+            written += 1
+            if len(batch) >= _BATCH:
+                out.write(batch)
+                batch = bytearray()
+        out.write(batch)
+        return written
+
+
 def write_members(
     files: Iterable[SelectedFile | GeneratedFile],
     out: GzipWriter,
     mtime: int,
     scanner: ContentScanner | None = None,
 ) -> list[FileRecord]:
-    """Write each file as a tar member; return its records (hash of exactly the bytes written).
-    ``scanner`` sees the bytes of every source file, for the secrets guard's content check.
-
-    This loop is most of a build of many small files: per file, the bytes (most often read already by
-    selection), a hash and a header from a template; members are gathered into one batch before they
-    reach ``out``."""
-    records: list[FileRecord] = []
-    append = records.append
-    sha256 = hashlib.sha256
-    header = _PlainHeaders(mtime)
-    marker = KEY_MARKER
-    batch = bytearray()
-    for item in files:
-        path = item.path
-        if isinstance(item, GeneratedFile):
-            data = item.data
-            size, mode, generated = len(data), "644", True
-        else:
-            _, _, size, executable, read_ahead = item
-            mode, generated = ("755" if executable else "644"), False
-            if read_ahead is not None:  # read while it was selected
-                data = read_ahead
-            else:
-                if size >= _CHUNK:
-                    out.write(batch)
-                    batch = bytearray()
-                    out.write(header(path.encode("utf-8"), size, executable))
-                    sha = _stream_large(item, out, scanner)
-                    out.write(_ZEROS[: -size % BLOCK])
-                    append(FileRecord(path, size, mode, sha))
-                    continue
-                data = _read_small(item)
-            if scanner is not None and marker in data:  # the scan's own first test, without a call per file
-                scanner.scan(path, data)
-        batch += header(path.encode("utf-8"), size, mode == "755")
-        batch += data
-        batch += _ZEROS[: -size % BLOCK]
-        append(FileRecord(path, size, mode, sha256(data).hexdigest(), generated))
-        if len(batch) >= _BATCH:
-            out.write(batch)
-            batch = bytearray()
-    out.write(batch)
-    return records
+    """Write each file as a tar member; return their records (see :class:`MemberWriter`)."""
+    writer = MemberWriter(out, mtime, scanner)
+    writer.write(files)
+    return writer.records
 
 
 def write_bytes_member(out: GzipWriter, path: str, data: bytes, mtime: int) -> None:

@@ -17,9 +17,9 @@ from typing import Iterator, Sequence, Union
 
 from .errors import EntrypointError
 from .selection import Selection
-from .shim import SHIM_MODULE, GeneratedFile, plan_shim
+from .shim import LAUNCHER_PATTERN, SHIM_MODULE, GeneratedFile, plan_shim
 
-__all__ = ["EntrypointCheck", "TrialInfo", "check_entrypoint", "is_command", "parse_entrypoint"]
+__all__ = ["EntrypointCheck", "TrialInfo", "check_entrypoint", "is_command", "may_generate_files", "parse_entrypoint"]
 
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MAX_HOPS = 64  # import chains longer than this are almost certainly cycles
@@ -269,6 +269,19 @@ def _attribute_chain(node: ast.expr) -> list[str] | None:
         names.append(node.id)
         return names[::-1]
     return None
+
+
+def may_generate_files(entrypoint: str | Sequence[str]) -> bool:
+    """Whether checking ``entrypoint`` can add a generated module to the archive (see :mod:`.shim`);
+    known from its form alone, before any file is selected."""
+    if is_command(entrypoint):
+        return False
+    assert isinstance(entrypoint, str)
+    try:
+        module, _ = parse_entrypoint(entrypoint)
+    except EntrypointError:
+        return True  # the check reports it
+    return not (module and LAUNCHER_PATTERN.match(entrypoint.strip()))
 
 
 def check_entrypoint(

@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from . import __version__
-from .archive import GzipWriter, Writable, write_bytes_member, write_end, write_members
+from .archive import GzipWriter, MemberWriter, Writable, write_bytes_member, write_end
 from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
-from .entrypoint import EntrypointCheck, check_entrypoint
+from .entrypoint import EntrypointCheck, check_entrypoint, may_generate_files
 from .errors import SelectionError, SizeLimitError
 from .manifest import ArchiveRecord, FileRecord, Manifest
 from .output import Staging
 from .reproducible import source_date_epoch
+from .secret_guard import SecretGuard
 from .selection import MANIFEST_NAME, SelectedFile, Selection, select_files
 from .shim import GeneratedFile, package_name_for
 
 __all__ = [
+    "ArchiveWriter",
     "BuiltArtifact",
     "HashingWriter",
     "ModelPlan",
@@ -120,9 +122,15 @@ def _size(item: SelectedFile | GeneratedFile) -> int:
 
 
 def plan_model(
-    project: ProjectConfig, model: ModelConfig, output_dir: Path | None, epoch: int, extra_output_dirs: Sequence[Path] = ()
+    project: ProjectConfig,
+    model: ModelConfig,
+    output_dir: Path | None,
+    epoch: int,
+    extra_output_dirs: Sequence[Path] = (),
+    started: ArchiveWriter | None = None,
 ) -> ModelPlan:
-    selection = select_files(model, output_dir, extra_output_dirs, READ_AHEAD)
+    """Select, check and size one model definition; ``started`` is handed the files as they are selected."""
+    selection = select_files(model, output_dir, extra_output_dirs, READ_AHEAD, started.take if started else None)
     check = check_entrypoint(model.entrypoint, selection, root_package_name(project, model))
     if check.generated:
         everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]
@@ -204,32 +212,80 @@ class HashingWriter:
         return len(data)
 
 
-def write_archive(plan: ModelPlan, out: Writable | None, name: str) -> tuple[Manifest, ArchiveRecord]:
-    """Stream a plan's archive to ``out`` (``None``: only hash it); return its manifest and record."""
-    sink = HashingWriter(out)
-    gzip = GzipWriter(sink, plan.model.compression_level)
-    epoch = plan.skeleton.source_date_epoch
-    try:
-        scanner = plan.selection.guard.scanner()
-        records = write_members(plan.files, gzip, epoch, scanner)
-        if scanner.found:
-            found = scanner.found
-            listing = "\n  ".join(found[path] for path in sorted(found))
-            raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
-        manifest = plan.skeleton.with_files(tuple(records))
-        write_bytes_member(gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
-        write_end(gzip)
-        gzip.close()
-    except BaseException:
-        gzip.abort()  # stop the compression workers; the caller discards the partial output
-        raise
-    return manifest, ArchiveRecord(name=name, size=sink.size, sha256=sink.sha256.hexdigest())
+class ArchiveWriter:
+    """One archive on its way out: the hash of its bytes, its gzip stream and the members written so far.
+
+    A build starts one while selection runs, for the files selection has already read (so compression
+    runs beside the walk); its bytes wait in memory, so nothing reaches the output folder before the
+    whole plan is known good. :meth:`finish` then sends them to the file and writes the rest."""
+
+    def __init__(self, model: ModelConfig, epoch: int, guard: SecretGuard) -> None:
+        self._held: list[bytes] | None = []  # compressed bytes waiting for the output
+        self._out: Writable | None = None
+        self.sink = HashingWriter(self)
+        self.gzip = GzipWriter(self.sink, model.compression_level)
+        self.scanner = guard.scanner()
+        self.members = MemberWriter(self.gzip, epoch, self.scanner)
+        self.written = 0  # how many of the plan's files are written (always the first ones)
+        self._taking = True  # still writing files as selection hands them over
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._held is not None:
+            self._held.append(bytes(data))
+        elif self._out is not None:
+            self._out.write(data)
+        return len(data)
+
+    def take(self, files: list[SelectedFile]) -> None:
+        """Selection's next files, in archive order: written up to the first that selection did not
+        read (that one and all after it wait for the plan, to keep the order)."""
+        if self._taking:
+            count = self.members.write(files, read=False)
+            self.written += count
+            self._taking = count == len(files)
+
+    def finish(self, plan: ModelPlan, out: Writable | None, name: str) -> tuple[Manifest, ArchiveRecord]:
+        """Write the rest of ``plan``'s archive to ``out`` (``None``: only hash it); return its manifest and record."""
+        try:
+            self._taking = False
+            held, self._held, self._out = self._held or [], None, out
+            for part in held:
+                self.write(part)
+            self.members.write(plan.files[self.written :])
+            found = self.scanner.found
+            if found:
+                listing = "\n  ".join(found[path] for path in sorted(found))
+                raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
+            manifest = plan.skeleton.with_files(tuple(self.members.records))
+            epoch = plan.skeleton.source_date_epoch
+            write_bytes_member(self.gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
+            write_end(self.gzip)
+            self.gzip.close()
+        except BaseException:
+            self.abort()  # the caller discards the partial output
+            raise
+        return manifest, ArchiveRecord(name=name, size=self.sink.size, sha256=self.sink.sha256.hexdigest())
+
+    def abort(self) -> None:
+        """Stop the compression workers (after an error, or a plan that failed)."""
+        self.gzip.abort()
 
 
-def _write_model(plan: ModelPlan, staging: Staging, output_dir: Path, stem: str) -> BuiltArtifact:
+def write_archive(
+    plan: ModelPlan, out: Writable | None, name: str, started: ArchiveWriter | None = None
+) -> tuple[Manifest, ArchiveRecord]:
+    """Stream a plan's archive to ``out`` (``None``: only hash it), continuing ``started`` if the build
+    began it during selection; return its manifest and record."""
+    writer = started or ArchiveWriter(plan.model, plan.skeleton.source_date_epoch, plan.selection.guard)
+    return writer.finish(plan, out, name)
+
+
+def _write_model(
+    plan: ModelPlan, staging: Staging, output_dir: Path, stem: str, started: ArchiveWriter | None
+) -> BuiltArtifact:
     archive_path = output_dir / f"{stem}{ARCHIVE_SUFFIX}"
     sidecar_path = output_dir / f"{stem}{SIDECAR_SUFFIX}"
-    manifest, archive_record = write_archive(plan, staging.create(archive_path).handle, archive_path.name)
+    manifest, archive_record = write_archive(plan, staging.create(archive_path).handle, archive_path.name, started)
     staging.create(sidecar_path).handle.write(manifest.sidecar_bytes(archive_record))
     return BuiltArtifact(plan.model.name, archive_path, sidecar_path, manifest, archive_record)
 
@@ -253,19 +309,32 @@ def _build_models(
     extra_output_dirs: Sequence[Path],
 ) -> list[BuiltArtifact]:
     epoch = source_date_epoch()
-    plans = [plan_model(project, model, output_dir, epoch, extra_output_dirs) for model in models]
-    for plan in plans:
-        for warning in plan.check.warnings:
-            reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
-        for unused in plan.selection.guard.unused_allowances(f.path for f in plan.selection.files):
-            reporter.warning(f"{plan.model.field}.{unused}; check the path or remove the entry")
-    os.makedirs(output_dir, exist_ok=True)
-    built: list[BuiltArtifact] = []
-    with Staging() as staging:
+    # An archive starts while its files are selected, unless checking the entrypoint may add a
+    # generated module somewhere in the middle of them.
+    started: list[ArchiveWriter | None] = []
+    try:
+        plans: list[ModelPlan] = []
+        for model in models:
+            guard = SecretGuard(model.allow_secrets, model.detignore)
+            started.append(None if may_generate_files(model.entrypoint) else ArchiveWriter(model, epoch, guard))
+            plans.append(plan_model(project, model, output_dir, epoch, extra_output_dirs, started[-1]))
         for plan in plans:
-            reporter.info(f"Packing `{plan.model.name}`: {len(plan.selection.files)} files from {plan.model.root}")
-            built.append(_write_model(plan, staging, output_dir, project.artifact_stem(plan.model)))
-    return built
+            for warning in plan.check.warnings:
+                reporter.warning(f"{plan.model.field}.entrypoint: {warning}")
+            for unused in plan.selection.guard.unused_allowances(f.path for f in plan.selection.files):
+                reporter.warning(f"{plan.model.field}.{unused}; check the path or remove the entry")
+        os.makedirs(output_dir, exist_ok=True)
+        built: list[BuiltArtifact] = []
+        with Staging() as staging:
+            for plan, writer in zip(plans, started):
+                reporter.info(f"Packing `{plan.model.name}`: {len(plan.selection.files)} files from {plan.model.root}")
+                built.append(_write_model(plan, staging, output_dir, project.artifact_stem(plan.model), writer))
+        return built
+    except BaseException:
+        for writer in started:
+            if writer is not None:
+                writer.abort()
+        raise
 
 
 def build(

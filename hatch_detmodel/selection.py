@@ -124,6 +124,7 @@ _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
 #: (a kept symlink is checked first), never blocking on a FIFO that took a file's place.
 _READ_AHEAD_LARGEST = (1 << 20) - 1
 _READ_AHEAD_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_HAND_ON = 256  # files selected between two calls of on_selected
 _NAME_CACHE = 4096  # verdicts kept per kind: names recur (`__init__.py`), and memory stays bounded
 
 
@@ -354,7 +355,11 @@ def _name_problem(rel: bytes) -> str | None:
 
 
 def select_files(
-    model: ModelConfig, output_dir: Path | None = None, extra_output_dirs: Sequence[Path] = (), read_ahead: int = 0
+    model: ModelConfig,
+    output_dir: Path | None = None,
+    extra_output_dirs: Sequence[Path] = (),
+    read_ahead: int = 0,
+    on_selected: Callable[[list[SelectedFile]], object] | None = None,
 ) -> Selection:
     """Walk the model definition and return the files to pack, sorted by UTF-8 path bytes.
 
@@ -362,6 +367,8 @@ def select_files(
     to that many bytes in all: opening a file and asking its descriptor for size and mode costs less
     than asking the path and opening it later, and each file is still read once. Whatever goes wrong
     while reading ahead is left for the writer to meet and report, as it would without.
+    ``on_selected`` is handed the files selected so far, a few hundred at a time and in order, while
+    the walk goes on (a build starts compressing them before the plan is complete).
 
     Raises :class:`SelectionError` listing every kept path that cannot be packed faithfully.
     """
@@ -385,6 +392,8 @@ def select_files(
     fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     append = files.append
     os_open, os_fstat, os_read, os_close = os.open, os.fstat, os.read, os.close
+    handed = 0  # how many files on_selected has had
+    hand_on = _HAND_ON if on_selected is not None else -1
     for rel, entry, is_dir, packed in selector.walk():
         if not packed:
             continue
@@ -439,6 +448,12 @@ def select_files(
             if secret is not None:
                 secrets[path] = secret
         append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR), data))
+        if len(files) == hand_on:
+            assert on_selected is not None
+            on_selected(files[handed:])
+            handed, hand_on = hand_on, hand_on + _HAND_ON
+    if on_selected is not None and handed < len(files):
+        on_selected(files[handed:])
 
     problems.update(_case_collisions(files))
     problems.update(secrets)

@@ -347,13 +347,14 @@ def _before_writing(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None])
     """Run ``change`` after selection, just before the archive's members are read and written (by the
     writer itself: nothing is read ahead during selection, as for files beyond the read-ahead budget)."""
     monkeypatch.setattr(pipeline, "READ_AHEAD", 0)
-    real = archive.write_members
+    real = archive.MemberWriter.write
 
-    def changed_then_write(files, out, mtime, on_file=None):  # type: ignore[no-untyped-def]
-        change()
-        return real(files, out, mtime, on_file)
+    def changed_then_write(self, files, read=True):  # type: ignore[no-untyped-def]
+        if read:  # after selection, as the writer reads
+            change()
+        return real(self, files, read)
 
-    monkeypatch.setattr("hatch_detmodel.pipeline.write_members", changed_then_write)
+    monkeypatch.setattr(archive.MemberWriter, "write", changed_then_write)
 
 
 def test_a_file_that_vanishes_stops_the_build(make_project: ProjectFactory, tmp_path: Path,

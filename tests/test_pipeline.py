@@ -289,13 +289,14 @@ def test_file_changing_size_during_build_stops_it(
 ) -> None:
     root = make_project(files={"model_def.py": "class MyTrial: pass\n", "grow.txt": "abc"})
     monkeypatch.setattr(pipeline, "READ_AHEAD", 0)  # read by the writer, as files beyond the budget are
-    real_write_members = archive.write_members
+    real_write = archive.MemberWriter.write
 
-    def grow_then_write(files, out, mtime, scanner=None):  # type: ignore[no-untyped-def]
-        (root / "grow.txt").write_text("abcdef")
-        return real_write_members(files, out, mtime, scanner)
+    def grow_then_write(self, files, read=True):  # type: ignore[no-untyped-def]
+        if read:  # after selection, as the writer reads
+            (root / "grow.txt").write_text("abcdef")
+        return real_write(self, files, read)
 
-    monkeypatch.setattr("hatch_detmodel.pipeline.write_members", grow_then_write)
+    monkeypatch.setattr(archive.MemberWriter, "write", grow_then_write)
     with pytest.raises(ArchiveError, match=r"grow\.txt: changed size while the build ran"):
         build(root, tmp_path / "out", identity=IDENTITY)
     assert not any((tmp_path / "out").iterdir())
