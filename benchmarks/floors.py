@@ -15,7 +15,8 @@ For each tree it measures, in fresh child processes where start-up matters:
 - ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
   (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
   level-6 gzip into a file) and no rules, checks, manifest or publication: what a Python packer of
-  these files costs before any of our per-file bookkeeping;
+  these files costs before any of our per-file bookkeeping; ``lean + manifest`` adds the manifest
+  member every artifact must hold (a record and hash per file, compressed like the rest);
 - the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
 
 It prints the floors next to the targets of issue #7: ``serial`` is what runs before compression can
@@ -63,10 +64,12 @@ print(time.perf_counter() - start)
 # checks, no manifest, no publication. Timed in-process like our library call (warm-up, median of 3).
 _LEAN = r"""
 import hashlib, os, statistics, sys, tempfile, time
-from hatch_detmodel.archive import tar_header, write_end
+from hatch_detmodel.archive import tar_header, write_bytes_member, write_end
 from hatch_detmodel.compress import ParallelGzip
+from hatch_detmodel.manifest import FileRecord, Manifest
 paths = sys.stdin.buffer.read().split(b"\0")[:-1]
 folders = sorted({os.path.dirname(p) or b"." for p in paths})
+with_manifest = sys.argv[1] == "manifest"
 
 def pack(out):
     for folder in folders:
@@ -80,8 +83,11 @@ def pack(out):
             fd = os.open(path, os.O_RDONLY)
             data = os.read(fd, info.st_size + 1)
             os.close(fd)
-            records.append((path, len(data), hashlib.sha256(data).hexdigest()))
+            records.append(FileRecord(path.decode(), len(data), "644", hashlib.sha256(data).hexdigest()))
             gzip.write(tar_header(path, len(data), 0o644, 0) + data + bytes(-len(data) % 512))
+        if with_manifest:  # what the artifact must also hold: the manifest, with every file's hash
+            manifest = Manifest("p", "1", "default", "m:T", None, tuple(records), 0, "lean", "0")
+            write_bytes_member(gzip, ".detmodel.json", manifest.to_bytes(), 0)
         write_end(gzip)
         gzip.close()
 
@@ -140,8 +146,8 @@ def main() -> int:
     print(f"python start {python_start:.3f} s; start + `import hatch_detmodel.cli` {cli_import:.3f} s")
     print("| workload | deflate CPU s (1 core) | file I/O s | tar\\|gzip s | read_v1_context s "
           "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context "
-          "| lean packer s | lean ÷ read_v1_context |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "| lean packer s | lean ÷ read_v1_context | lean + manifest s | lean + manifest ÷ read_v1_context |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     tools = {t.name: t for t in run.TOOLS}
     for name in ("typical", "heavy", "wide"):
         tree = run.generate(cache, run.WORKLOADS[name])
@@ -152,8 +158,11 @@ def main() -> int:
             float(subprocess.run([python, "-c", _FILE_IO], input=listing, cwd=tree, check=True,
                                  capture_output=True).stdout) for _ in range(5)
         )
-        lean = float(subprocess.run([python, "-c", _LEAN], input=listing, cwd=tree, check=True,
-                                    capture_output=True).stdout)
+        lean, lean_manifest = (
+            float(subprocess.run([python, "-c", _LEAN, variant], input=listing, cwd=tree, check=True,
+                                 capture_output=True).stdout)
+            for variant in ("plain", "manifest")
+        )
         with tempfile.TemporaryDirectory(dir=cache) as scratch:
             tar = statistics.median(run._measure(tools["tar|gzip"], tree, Path(scratch) / "o", kept, True)["wall"]
                                     for _ in range(5))
@@ -165,7 +174,7 @@ def main() -> int:
         library = max(file_io, (file_io + deflate) / 2)
         print(f"| {name} | {deflate:.3f} | {file_io:.3f} | {tar:.3f} | {determined:.3f} | "
               f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} | "
-              f"{lean:.3f} | {lean / determined:.2f} |")
+              f"{lean:.3f} | {lean / determined:.2f} | {lean_manifest:.3f} | {lean_manifest / determined:.2f} |")
         sys.stdout.flush()
     print(json.dumps({"python_start": python_start, "cli_import": cli_import}))
     return 0

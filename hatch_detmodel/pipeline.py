@@ -133,6 +133,8 @@ def plan_model(
     selection = select_files(model, output_dir, extra_output_dirs, READ_AHEAD, started.take if started else None)
     check = check_entrypoint(model.entrypoint, selection, root_package_name(project, model))
     if check.generated:
+        # a generated module sorts among the selected files: never with a started archive (see may_generate_files)
+        assert started is None or started.written == 0, "an archive was started for an entrypoint that adds a module"
         everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]
         files: tuple[SelectedFile | GeneratedFile, ...] = tuple(sorted(everything, key=lambda f: f.path.encode("utf-8")))
     else:
@@ -151,8 +153,8 @@ def plan_model(
         command=check.command,
     )
     if model.max_size is not None:
-        # Checked before a byte is read: hashes have a fixed width, so the manifest's length is known
-        # now. Encoding it (a placeholder) is only needed when an upper bound would not fit.
+        # Checked before anything is written: hashes have a fixed width, so the manifest's length is
+        # known now. Encoding it (a placeholder) is only needed when an upper bound would not fit.
         files_size = sum(determined_size(_size(f)) for f in files)
         if files_size + determined_size(_manifest_bound(skeleton, files)) > model.max_size:
             _check_size(model, selection, files_size + determined_size(_manifest_size(skeleton, files)))

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import hatch_detmodel
 from hatch_detmodel import archive, build, pipeline
 from hatch_detmodel.check import check_project
 from hatch_detmodel.config import ProjectIdentity, load_project
-from hatch_detmodel.errors import ArchiveError, SizeLimitError
+from hatch_detmodel.errors import ArchiveError, SelectionError, SizeLimitError
 from hatch_detmodel.pipeline import determined_size, plan_model
 from hatch_detmodel.shim import GeneratedFile
 
@@ -282,6 +283,36 @@ def test_each_file_is_read_once_and_the_read_ahead_budget_never_changes_the_byte
     sizes = {path: (root / path).stat().st_size for path in [*files, "big.bin", "pyproject.toml"]}
     assert {path: read.get(path, 0) for path in sizes} == sizes  # each file's bytes read once
     assert archive_path.read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.parametrize("failing", ["the same model", "a later model"])
+def test_a_plan_failing_after_compression_started_writes_nothing_and_stops_the_workers(
+    make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # 300 files of 2 KiB: compression has started (selection hands files on every 256) when the size
+    # check refuses the first model, or the second model's selection refuses a file.
+    files: dict[str, str | bytes] = {f"data/{i:03d}.txt": os.urandom(1024).hex() for i in range(300)}
+    limit = 100_000 if failing == "the same model" else 10_000_000
+    root = make_project(
+        files={"model_def.py": "class MyTrial: pass\n", "second/m.py": "class MyTrial: pass\n", **files},
+        detmodel=f'[tool.detmodel.models.first]\nentrypoint = "model_def:MyTrial"\nmax-size = {limit}\nexclude = ["/second/"]\n'
+                 '[tool.detmodel.models.second]\nentrypoint = "m:MyTrial"\npath = "second"\n',
+    )
+    (root / "second" / "bad\x01name.py").write_text("")
+    taken: list[int] = []
+    real_take = pipeline.ArchiveWriter.take
+
+    def counting_take(self, selected):  # type: ignore[no-untyped-def]
+        taken.append(len(selected))
+        return real_take(self, selected)
+
+    monkeypatch.setattr(pipeline.ArchiveWriter, "take", counting_take)
+    out = tmp_path / "out"
+    with pytest.raises((SizeLimitError, SelectionError)):
+        build(root, out, identity=IDENTITY)
+    assert taken and taken[0] == 256  # the first model's archive was being written when the build failed
+    assert not out.exists()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("detmodel-gzip")] == []
 
 
 def test_file_changing_size_during_build_stops_it(
