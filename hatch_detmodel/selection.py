@@ -392,6 +392,7 @@ def select_files(
     fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     append = files.append
     os_open, os_fstat, os_read, os_close = os.open, os.fstat, os.read, os.close
+    read_limit = min(read_ahead, _READ_AHEAD_LARGEST)  # the largest file still read ahead
     handed = 0  # how many files on_selected has had
     hand_on = _HAND_ON if on_selected is not None else -1
     for rel, entry, is_dir, packed in selector.walk():
@@ -422,10 +423,11 @@ def select_files(
                 if fd >= 0:
                     try:
                         st = os_fstat(fd)
-                        if S_ISREG(st.st_mode) and st.st_size <= min(read_ahead, _READ_AHEAD_LARGEST):
+                        if S_ISREG(st.st_mode) and st.st_size <= read_limit:
                             data = os_read(fd, st.st_size + 1)
                             if len(data) == st.st_size:
                                 read_ahead -= len(data)
+                                read_limit = min(read_ahead, _READ_AHEAD_LARGEST)
                             else:
                                 data = None  # changing while it is read: the writer says so
                     except OSError:
