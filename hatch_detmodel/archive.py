@@ -34,6 +34,7 @@ __all__ = [
     "tar_header",
     "write_bytes_member",
     "write_end",
+    "write_member_pieces",
     "write_members",
 ]
 
@@ -296,8 +297,19 @@ def write_members(
 
 
 def write_bytes_member(out: GzipWriter, path: str, data: bytes, mtime: int) -> None:
-    out.write(tar_header(path.encode("utf-8"), len(data), 0o644, mtime))
-    out.write(data + b"\x00" * (-len(data) % BLOCK))
+    write_member_pieces(out, path, len(data), (data,), mtime)
+
+
+def write_member_pieces(out: GzipWriter, path: str, size: int, pieces: Iterable[bytes], mtime: int) -> None:
+    """A member of ``size`` bytes that come in ``pieces`` (compressed as they come)."""
+    out.write(tar_header(path.encode("utf-8"), size, 0o644, mtime))
+    written = 0
+    for piece in pieces:
+        out.write(piece)
+        written += len(piece)
+    if written != size:  # a bug: the header already promised `size`; the archive is discarded
+        raise ArchiveError(f"{path}: {written:,} bytes written for a member of {size:,}")
+    out.write(_ZEROS[: -size % BLOCK])
 
 
 def write_end(out: GzipWriter) -> None:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from json.encoder import encode_basestring as _encode_string  # what json.dumps uses, ensure_ascii=False
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from .errors import ArchiveError
 
@@ -44,16 +44,33 @@ def _join_object(encoded: Mapping[str, str]) -> bytes:
 _GENERATED = '"generated":true,'
 
 
-def _files_text(files: tuple[FileRecord, ...]) -> str:
-    """``_canonical_text([f.to_json() for f in files])``, written out directly: keys in sorted order,
-    ``mode`` and ``sha256`` need no escaping (:meth:`FileRecord.parse` and the build guarantee it),
-    and the path is escaped by the encoder ``json`` itself uses. A test compares the two."""
+#: Records encoded at a time when the manifest is written in pieces (a few hundred KiB of text).
+RECORDS_PER_PIECE = 2048
+
+
+def _records_text(files: Sequence[FileRecord]) -> str:
+    """The records of ``_canonical_text([f.to_json() for f in files])`` without the brackets, written
+    out directly: keys in sorted order, ``mode`` and ``sha256`` need no escaping (:meth:`FileRecord.parse`
+    and the build guarantee it), and the path is escaped by the encoder ``json`` itself uses. A test
+    compares the two."""
     string = _encode_string
-    return "[" + ",".join(
+    return ",".join(
         f'{{{_GENERATED if f.generated else ""}"mode":"{f.mode}","path":{string(f.path)},'
         f'"sha256":"{f.sha256}","size":{f.size:d}}}'
         for f in files
-    ) + "]"
+    )
+
+
+def _files_text_size(files: Sequence[FileRecord]) -> int:
+    """``len(("[" + _records_text(files) + "]").encode())`` without encoding the records: each is the
+    same keys around a 3-character mode, a 64-digit hash, its escaped path and its size."""
+    if not files:
+        return 2
+    fixed = len(_records_text([FileRecord("", 0, "644", "0" * 64)])) - len('""') - len("0")
+    paths = sum(map(len, map(str.encode, map(_encode_string, [f.path for f in files]))))
+    sizes = sum(map(len, map(str, [f.size for f in files])))
+    generated = len(_GENERATED) * sum(1 for f in files if f.generated)
+    return 2 + (len(files) - 1) + len(files) * fixed + paths + sizes + generated
 
 
 class FileRecord(NamedTuple):  # a tuple: the build makes one per packed file (a frozen dataclass costs 4x)
@@ -168,11 +185,36 @@ class Manifest:
         # Each top-level value encoded once (the file list by the fast encoder): the manifest member
         # and the sidecar share them, and the file list is most of the work at 20,000 files.
         encoded = {key: _canonical_text(value) for key, value in self._fields().items()}
-        encoded["files"] = _files_text(self.files)
+        encoded["files"] = "[" + _records_text(self.files) + "]"
         return encoded
 
     def to_bytes(self) -> bytes:
         return _join_object(self._encoded)
+
+    def to_pieces(self) -> tuple[int, Iterator[bytes]]:
+        """:meth:`to_bytes` as its length and its bytes in pieces: the file list is encoded
+        :data:`RECORDS_PER_PIECE` records at a time, so a writer compresses the first pieces while
+        the next are encoded. Once all are out, :meth:`sidecar_bytes` reuses them."""
+        if "_encoded" in self.__dict__:
+            data = self.to_bytes()
+            return len(data), iter((data,))
+        encoded = {key: _canonical_text(value) for key, value in self._fields().items()}
+        encoded["files"] = "\0"  # where the list goes: JSON text never holds a raw NUL
+        before, _, after = _join_object(encoded).decode().partition("\0")
+        files = self.files
+
+        def pieces() -> Iterator[bytes]:
+            yield before.encode()
+            texts: list[str] = []
+            for start in range(0, len(files), RECORDS_PER_PIECE):
+                texts.append(("," if start else "[") + _records_text(files[start : start + RECORDS_PER_PIECE]))
+                yield texts[-1].encode()
+            texts.append("]" if files else "[]")
+            yield (texts[-1] + after).encode()
+            encoded["files"] = "".join(texts)
+            self.__dict__["_encoded"] = encoded  # what the sidecar shares
+
+        return len(before.encode()) + _files_text_size(files) + len(after.encode()), pieces()
 
     def sidecar_bytes(self, archive: ArchiveRecord) -> bytes:
         return _join_object({**self._encoded, "archive": _canonical_text(archive.to_json())})

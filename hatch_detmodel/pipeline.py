@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from . import __version__
-from .archive import GzipWriter, MemberWriter, Writable, write_bytes_member, write_end
+from .archive import GzipWriter, MemberWriter, Writable, write_end, write_member_pieces
 from .config import ModelConfig, ProjectConfig, ProjectIdentity, load_project, normalize_name
 from .entrypoint import EntrypointCheck, check_entrypoint, may_generate_files
 from .errors import SelectionError, SizeLimitError
@@ -266,7 +266,7 @@ class ArchiveWriter:
                 raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
             manifest = plan.skeleton.with_files(tuple(self.members.records))
             epoch = plan.skeleton.source_date_epoch
-            write_bytes_member(self.gzip, MANIFEST_NAME, manifest.to_bytes(), epoch)
+            write_member_pieces(self.gzip, MANIFEST_NAME, *manifest.to_pieces(), epoch)
             write_end(self.gzip)
             self.gzip.close()
         except BaseException:

@@ -1,0 +1,46 @@
+"""The manifest record (``hatch_detmodel.manifest``): written in pieces, it is the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from hatch_detmodel import manifest as manifest_module
+from hatch_detmodel.manifest import ArchiveRecord, FileRecord, Manifest
+
+
+def _manifest(files: tuple[FileRecord, ...]) -> Manifest:
+    return Manifest("demo", "1.0", "default", "model_def:MyTrial", {"module": "model_def"}, files, 1580601600,
+                    "hatch-detmodel", "0.1", command=None)
+
+
+def _record(path: str, size: int, generated: bool = False) -> FileRecord:
+    return FileRecord(path, size, "755" if size % 2 else "644", hashlib.sha256(path.encode()).hexdigest(), generated)
+
+
+CASES = {
+    "no files": (),
+    "one file": (_record("model_def.py", 0),),
+    "generated, non-ASCII, quotes, sizes of every width": tuple(
+        _record(path, size, generated=path.startswith("_"))
+        for path, size in [("_detmodel_entrypoint.py", 7), ("café/ünï.py", 10**9), ('a"b.txt', 12345), ("z/ü" * 40, 1)]
+    ),
+    "many pieces": tuple(_record(f"pkg/m{i:05d}.py", i * 37) for i in range(10)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_pieces_are_the_bytes_and_their_length_is_known_first(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifest_module, "RECORDS_PER_PIECE", 3)
+    files = CASES[case]
+    whole = _manifest(files).to_bytes()
+    streamed = _manifest(files)
+    size, pieces = streamed.to_pieces()
+    parts = list(pieces)
+    assert size == len(whole) and b"".join(parts) == whole
+    assert len(parts) == 2 + max(1, -(-len(files) // 3)) - (0 if files else 1)  # head, the list in threes, tail
+    record = ArchiveRecord("demo-1.0.detmodel.tgz", 123, "0" * 64)
+    assert streamed.sidecar_bytes(record) == _manifest(files).sidecar_bytes(record)  # reuses the pieces
+    assert json.loads(whole)["files"] == [f.to_json() for f in files]
