@@ -427,7 +427,8 @@ def select_files(
                             data = os_read(fd, st.st_size + 1)
                             if len(data) == st.st_size:
                                 read_ahead -= len(data)
-                                read_limit = min(read_ahead, _READ_AHEAD_LARGEST)
+                                if read_ahead < read_limit:
+                                    read_limit = read_ahead
                             else:
                                 data = None  # changing while it is read: the writer says so
                     except OSError:
