@@ -88,8 +88,9 @@ def crc_past_job(crc: int) -> int:
 
 
 def _deflate_and_crc(data: bytes, history: bytes, level: int, final: bool) -> tuple[bytes, int]:
-    """A worker's share of a job: its deflate and its own CRC-32 (from zero)."""
-    return deflate_job(data, history, level, final), zlib.crc32(data)
+    """A worker's share of a job: its deflate, and for a full job its own CRC-32 (from zero; the last
+    job's is chained from its bytes)."""
+    return deflate_job(data, history, level, final), 0 if final else zlib.crc32(data)
 
 
 def deflate_job(data: bytes, history: bytes, level: int, final: bool) -> bytes:

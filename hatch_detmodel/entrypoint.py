@@ -17,7 +17,7 @@ from typing import Iterator, Sequence, Union
 
 from .errors import EntrypointError
 from .selection import Selection
-from .shim import LAUNCHER_PATTERN, SHIM_MODULE, GeneratedFile, plan_shim
+from .shim import SHIM_MODULE, GeneratedFile, needs_shim, plan_shim
 
 __all__ = ["EntrypointCheck", "TrialInfo", "check_entrypoint", "is_command", "may_generate_files", "parse_entrypoint"]
 
@@ -281,7 +281,7 @@ def may_generate_files(entrypoint: str | Sequence[str]) -> bool:
         module, _ = parse_entrypoint(entrypoint)
     except EntrypointError:
         return True  # the check reports it
-    return not (module and LAUNCHER_PATTERN.match(entrypoint.strip()))
+    return needs_shim(entrypoint.strip(), module)
 
 
 def check_entrypoint(
@@ -315,7 +315,7 @@ def check_entrypoint(
             "name the class inside it, e.g. `pkg.module:TrialClass`"
         )
     shim = selection.get(f"{SHIM_MODULE}.py")
-    existing = Path(shim.source).read_bytes() if shim is not None else None
+    existing = (shim.data if shim.data is not None else Path(shim.source).read_bytes()) if shim is not None else None
     determined_entrypoint, generated = plan_shim(
         entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
     )

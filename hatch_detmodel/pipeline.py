@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 BUILDER_NAME = "hatch-detmodel"
-#: Bytes of small files a plan reads while selecting them (memory stays bounded; see select_files).
+#: Bytes of small files a build reads while selecting them, all models together (see select_files).
 READ_AHEAD = 8 << 20
 ARCHIVE_SUFFIX = ".detmodel.tgz"
 SIDECAR_SUFFIX = ".detmodel.json"
@@ -126,13 +126,16 @@ def plan_model(
     epoch: int,
     extra_output_dirs: Sequence[Path] = (),
     started: ArchiveWriter | None = None,
+    read_ahead: int = 0,
 ) -> ModelPlan:
-    """Select, check and size one model definition; ``started`` is handed the files as they are selected."""
-    selection = select_files(model, output_dir, extra_output_dirs, READ_AHEAD, started.take if started else None)
+    """Select, check and size one model definition: selection reads up to ``read_ahead`` bytes of small
+    files as it goes (see :func:`select_files`), and ``started`` is handed the files as they are selected."""
+    selection = select_files(model, output_dir, extra_output_dirs, read_ahead, started.take if started else None)
     check = check_entrypoint(model.entrypoint, selection, root_package_name(project, model))
     if check.generated:
         # a generated module sorts among the selected files: never with a started archive (see may_generate_files)
-        assert started is None or started.written == 0, "an archive was started for an entrypoint that adds a module"
+        if started is not None and started.written:
+            raise AssertionError(f"{model.field}: an archive was started for an entrypoint that adds a module")
         everything: list[SelectedFile | GeneratedFile] = [*selection.files, *check.generated]
         files: tuple[SelectedFile | GeneratedFile, ...] = tuple(sorted(everything, key=lambda f: f.path.encode("utf-8")))
     else:
@@ -167,7 +170,7 @@ def _manifest_size(skeleton: Manifest, files: Sequence[SelectedFile | GeneratedF
         else FileRecord(f.path, f.size, f.mode, placeholder)
         for f in files
     )
-    return len(skeleton.with_files(records).to_bytes())
+    return skeleton.with_files(records).to_pieces()[0]  # the length the manifest member is written with
 
 
 def _manifest_bound(skeleton: Manifest, files: Sequence[SelectedFile | GeneratedFile]) -> int:
@@ -317,15 +320,19 @@ def _build_models(
     extra_output_dirs: Sequence[Path],
 ) -> list[BuiltArtifact]:
     epoch = source_date_epoch()
-    # An archive starts while its files are selected, unless checking the entrypoint may add a
-    # generated module somewhere in the middle of them.
+    # A single model's archive starts while its files are selected (several would each hold their
+    # compressed bytes and workers until all are planned), unless checking the entrypoint may add a
+    # generated module somewhere among them. The read-ahead budget is shared by all models.
     started: list[ArchiveWriter | None] = []
     try:
         plans: list[ModelPlan] = []
         for model in models:
-            guard = SecretGuard(model.allow_secrets, model.detignore)
-            started.append(None if may_generate_files(model.entrypoint) else ArchiveWriter(model, epoch, guard))
-            plans.append(plan_model(project, model, output_dir, epoch, extra_output_dirs, started[-1]))
+            early = len(models) == 1 and not may_generate_files(model.entrypoint)
+            guard = SecretGuard(model.allow_secrets, model.detignore) if early else None
+            started.append(ArchiveWriter(model, epoch, guard) if guard is not None else None)
+            plans.append(plan_model(
+                project, model, output_dir, epoch, extra_output_dirs, started[-1], READ_AHEAD // len(models)
+            ))
         for plan in plans:
             for warning in plan.check.warnings:
                 reporter.warning(f"{plan.model.field}.entrypoint: {warning}")

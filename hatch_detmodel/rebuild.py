@@ -14,7 +14,7 @@ from typing import Sequence
 
 from .config import ModelConfig, ProjectConfig
 from .manifest import ArchiveRecord, Manifest
-from .pipeline import ARCHIVE_SUFFIX, Reporter, collector_paused, plan_model, write_archive
+from .pipeline import ARCHIVE_SUFFIX, READ_AHEAD, Reporter, collector_paused, plan_model, write_archive
 from .reproducible import source_date_epoch
 
 __all__ = ["Rebuilt", "rebuild"]
@@ -43,7 +43,7 @@ def rebuild(
     epoch = source_date_epoch() if epoch is None else epoch
     results: list[Rebuilt] = []
     with collector_paused():
-        plans = [plan_model(project, model, output, epoch) for model in models]
+        plans = [plan_model(project, model, output, epoch, read_ahead=READ_AHEAD // max(1, len(models))) for model in models]
         for plan in plans:
             for warning in plan.check.warnings:
                 reporter.warning(f"{plan.model.field}.entrypoint: {warning}")

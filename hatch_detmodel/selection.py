@@ -93,6 +93,11 @@ class SelectedFile(NamedTuple):  # a tuple: the build makes one per file, and it
     def mode(self) -> str:
         return "755" if self.executable else "644"
 
+    def __repr__(self) -> str:  # the bytes read ahead, up to 1 MiB, stay out of it
+        data = "None" if self.data is None else f"<{len(self.data)} bytes>"
+        return f"SelectedFile(path={self.path!r}, source={self.source!r}, size={self.size}, " \
+               f"executable={self.executable}, data={data})"
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -123,6 +128,7 @@ _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
 #: Reading ahead: only files up to this size (larger ones stream in pieces), never through a symlink
 #: (a kept symlink is checked first), never blocking on a FIFO that took a file's place.
 _READ_AHEAD_LARGEST = (1 << 20) - 1
+_READ_AHEAD_LEAST = 64 << 10  # below this much budget, reading ahead stops
 _READ_AHEAD_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 _HAND_ON = 256  # files selected between two calls of on_selected
 _NAME_CACHE = 4096  # verdicts kept per kind: names recur (`__init__.py`), and memory stays bounded
@@ -340,7 +346,8 @@ _PLAIN_NAME_BAD_BYTES = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
 def _name_problem(rel: bytes) -> str | None:
-    """Why a kept path's name cannot be packed (asked only of names that are not plain ASCII)."""
+    """Why a kept path's name cannot be packed (asked only of names that are not ASCII, or hold a
+    control character or a backslash)."""
     try:
         text = rel.decode("utf-8")
     except UnicodeDecodeError:
@@ -415,7 +422,7 @@ def select_files(
             continue
         else:
             st = None
-            if read_ahead > 0:
+            if read_ahead > 0 and entry.is_file(follow_symlinks=False):  # never opens a device (the listing says)
                 try:
                     fd = os_open(entry.path, _READ_AHEAD_FLAGS)
                 except OSError:
@@ -427,7 +434,9 @@ def select_files(
                             data = os_read(fd, st.st_size + 1)
                             if len(data) == st.st_size:
                                 read_ahead -= len(data)
-                                if read_ahead < read_limit:
+                                if read_ahead < _READ_AHEAD_LEAST:
+                                    read_ahead = 0  # the rest costs a stat, as without reading ahead
+                                elif read_ahead < read_limit:
                                     read_limit = read_ahead
                             else:
                                 data = None  # changing while it is read: the writer says so

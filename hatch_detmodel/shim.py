@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import EntrypointError
 
-__all__ = ["LAUNCHER_PATTERN", "SHIM_MODULE", "GeneratedFile", "package_name_for", "plan_shim"]
+__all__ = ["LAUNCHER_PATTERN", "SHIM_MODULE", "GeneratedFile", "needs_shim", "package_name_for", "plan_shim"]
 
 #: What Determined's launcher runs as a trial class (determined.util.match_legacy_trial_class).
 LAUNCHER_PATTERN = re.compile(r"^[a-zA-Z0-9_.]+:[a-zA-Z0-9_]+$")
@@ -73,6 +73,11 @@ if _PACKAGE not in sys.modules:
 """
 
 
+def needs_shim(declared: str, module: str) -> bool:
+    """Whether a trial-class entrypoint (``module``: its module part) needs the generated module."""
+    return not (module and LAUNCHER_PATTERN.match(declared))
+
+
 def plan_shim(
     declared: str, module: str, qualname: str, package_name: str, packed: frozenset[str], existing: bytes | None = None
 ) -> tuple[str, GeneratedFile | None]:
@@ -81,7 +86,7 @@ def plan_shim(
     ``existing`` is the content of a packed ``_detmodel_entrypoint.py`` (checking an unpacked artifact):
     one generated for this very entrypoint is accepted as is.
     """
-    if module and LAUNCHER_PATTERN.match(declared):
+    if not needs_shim(declared, module):
         return declared, None
     shim_path = f"{SHIM_MODULE}.py"
     others = packed - {shim_path}
