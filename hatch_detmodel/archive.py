@@ -234,9 +234,12 @@ class MemberWriter:
         self.records: list[FileRecord] = []
         self._header = _PlainHeaders(mtime)
 
-    def write(self, files: Iterable[SelectedFile | GeneratedFile], read: bool = True) -> int:
-        """Write ``files`` after those written before; return how many were written. With ``read=False``
-        only files that selection read already are written, up to the first it did not read.
+    def write(
+        self, files: Iterable[SelectedFile | GeneratedFile], read_ahead: dict[str, bytes], read: bool = True
+    ) -> int:
+        """Write ``files`` after those written before; return how many were written. A file's bytes are
+        taken out of ``read_ahead`` (what selection read already) or else read here; with ``read=False``
+        only files that selection read are written, up to the first it did not read.
 
         This loop is most of a build of many small files: per file, the bytes (most often read already
         by selection), a hash and a header from a template; members are gathered into one batch before
@@ -245,6 +248,7 @@ class MemberWriter:
         append = self.records.append
         sha256 = hashlib.sha256
         marker = KEY_MARKER
+        take = read_ahead.pop
         batch = bytearray()
         written = 0
         for item in files:
@@ -253,10 +257,11 @@ class MemberWriter:
                 data = item.data
                 size, mode, generated = len(data), "644", True
             else:
-                _, _, size, executable, read_ahead = item
+                _, _, size, executable = item
                 mode, generated = ("755" if executable else "644"), False
-                if read_ahead is not None:  # read while it was selected
-                    data = read_ahead
+                ahead = take(path, None)
+                if ahead is not None:  # read while it was selected
+                    data = ahead
                 elif not read:
                     break
                 else:
@@ -292,7 +297,7 @@ def write_members(
 ) -> list[FileRecord]:
     """Write each file as a tar member; return their records (see :class:`MemberWriter`)."""
     writer = MemberWriter(out, mtime, scanner)
-    writer.write(files)
+    writer.write(files, {})
     return writer.records
 
 

@@ -315,7 +315,9 @@ def check_entrypoint(
             "name the class inside it, e.g. `pkg.module:TrialClass`"
         )
     shim = selection.get(f"{SHIM_MODULE}.py")
-    existing = (shim.data if shim.data is not None else Path(shim.source).read_bytes()) if shim is not None else None
+    existing = None
+    if shim is not None:
+        existing = selection.read_ahead.get(shim.path) or Path(shim.source).read_bytes()
     determined_entrypoint, generated = plan_shim(
         entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
     )

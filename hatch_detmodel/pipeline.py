@@ -247,11 +247,11 @@ class ArchiveWriter:
             self._out.write(data)
         return len(data)
 
-    def take(self, files: list[SelectedFile]) -> None:
-        """Selection's next files, in archive order: written up to the first that selection did not
-        read (that one and all after it wait for the plan, to keep the order)."""
+    def take(self, files: list[SelectedFile], read_ahead: dict[str, bytes]) -> None:
+        """Selection's next files, in archive order, and the bytes it read: written up to the first it
+        did not read (that one and all after it wait for the plan, to keep the order)."""
         if self._taking:
-            count = self.members.write(files, read=False)
+            count = self.members.write(files, read_ahead, read=False)
             self.written += count
             self._taking = count == len(files)
 
@@ -262,7 +262,7 @@ class ArchiveWriter:
             held, self._held, self._out = self._held or [], None, out
             for part in held:
                 self.write(part)
-            self.members.write(plan.files[self.written :])
+            self.members.write(plan.files[self.written :], plan.selection.read_ahead)
             found = self.scanner.found
             if found:
                 listing = "\n  ".join(found[path] for path in sorted(found))

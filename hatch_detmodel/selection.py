@@ -87,16 +87,10 @@ class SelectedFile(NamedTuple):  # a tuple: the build makes one per file, and it
     source: str | os.PathLike[str]  # where to read it (a symlink inside the root is read through)
     size: int
     executable: bool
-    data: bytes | None = None  # its bytes, when selection read them already (the writer then does not)
 
     @property
     def mode(self) -> str:
         return "755" if self.executable else "644"
-
-    def __repr__(self) -> str:  # the bytes read ahead, up to 1 MiB, stay out of it
-        data = "None" if self.data is None else f"<{len(self.data)} bytes>"
-        return f"SelectedFile(path={self.path!r}, source={self.source!r}, size={self.size}, " \
-               f"executable={self.executable}, data={data})"
 
 
 @dataclass(frozen=True)
@@ -107,6 +101,9 @@ class Selection:
     files: tuple[SelectedFile, ...]
     selector: Selector = field(repr=False, compare=False)
     guard: SecretGuard = field(repr=False, compare=False)  # also checks contents as they are packed
+    # the bytes of files read while they were selected, by path; the writer takes each out as it
+    # writes it, so they are held only until then
+    read_ahead: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def paths(self) -> frozenset[str]:
         return self._paths
@@ -366,7 +363,7 @@ def select_files(
     output_dir: Path | None = None,
     extra_output_dirs: Sequence[Path] = (),
     read_ahead: int = 0,
-    on_selected: Callable[[list[SelectedFile]], object] | None = None,
+    on_selected: Callable[[list[SelectedFile], dict[str, bytes]], object] | None = None,
 ) -> Selection:
     """Walk the model definition and return the files to pack, sorted by UTF-8 path bytes.
 
@@ -374,8 +371,9 @@ def select_files(
     to that many bytes in all: opening a file and asking its descriptor for size and mode costs less
     than asking the path and opening it later, and each file is still read once. Whatever goes wrong
     while reading ahead is left for the writer to meet and report, as it would without.
-    ``on_selected`` is handed the files selected so far, a few hundred at a time and in order, while
-    the walk goes on (a build starts compressing them before the plan is complete).
+    The bytes read are the selection's :attr:`Selection.read_ahead`. ``on_selected`` is handed the
+    files selected so far, a few hundred at a time and in order, with those bytes, while the walk goes
+    on (a build starts compressing them before the plan is complete, taking out the bytes it wrote).
 
     Raises :class:`SelectionError` listing every kept path that cannot be packed faithfully.
     """
@@ -398,6 +396,7 @@ def select_files(
     secret_rule, plain_name = guard.secrets.match_entry, _PLAIN_NAME_BAD_BYTES.search
     fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     append = files.append
+    ahead: dict[str, bytes] = {}
     os_open, os_fstat, os_read, os_close = os.open, os.fstat, os.read, os.close
     read_limit = min(read_ahead, _READ_AHEAD_LARGEST)  # the largest file still read ahead
     handed = 0  # how many files on_selected has had
@@ -459,13 +458,15 @@ def select_files(
             secret = guard.name_problem(rel, entry.name)
             if secret is not None:
                 secrets[path] = secret
-        append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR), data))
+        append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR)))
+        if data is not None:
+            ahead[path] = data
         if len(files) == hand_on:
             assert on_selected is not None
-            on_selected(files[handed:])
+            on_selected(files[handed:], ahead)
             handed, hand_on = hand_on, hand_on + _HAND_ON
     if on_selected is not None and handed < len(files):
-        on_selected(files[handed:])
+        on_selected(files[handed:], ahead)
 
     problems.update(_case_collisions(files))
     problems.update(secrets)
@@ -473,7 +474,7 @@ def select_files(
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         listing = "\n  ".join(problems[path] for path in sorted(problems))
         raise SelectionError(f"{model.root}: cannot pack the model definition ({count}):\n  {listing}", problems)
-    return Selection(root=model.root, files=tuple(files), selector=selector, guard=guard)
+    return Selection(root=model.root, files=tuple(files), selector=selector, guard=guard, read_ahead=ahead)
 
 
 def _symlink_target(

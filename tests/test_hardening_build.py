@@ -349,10 +349,10 @@ def _before_writing(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None])
     monkeypatch.setattr(pipeline, "READ_AHEAD", 0)
     real = archive.MemberWriter.write
 
-    def changed_then_write(self, files, read=True):  # type: ignore[no-untyped-def]
+    def changed_then_write(self, files, read_ahead, read=True):  # type: ignore[no-untyped-def]
         if read:  # after selection, as the writer reads
             change()
-        return real(self, files, read)
+        return real(self, files, read_ahead, read)
 
     monkeypatch.setattr(archive.MemberWriter, "write", changed_then_write)
 

@@ -22,6 +22,7 @@ from hatch_detmodel.check import check_project
 from hatch_detmodel.config import ProjectIdentity, load_project
 from hatch_detmodel.errors import ArchiveError, SelectionError, SizeLimitError
 from hatch_detmodel.pipeline import determined_size, plan_model
+from hatch_detmodel.secret_guard import SecretGuard
 from hatch_detmodel.shim import GeneratedFile
 
 from .conftest import EXAMPLE, ProjectFactory
@@ -285,6 +286,18 @@ def test_each_file_is_read_once_and_the_read_ahead_budget_never_changes_the_byte
     assert archive_path.read_bytes() == reference.read_bytes()
 
 
+def test_bytes_read_ahead_are_held_only_until_they_are_written(make_project: ProjectFactory) -> None:
+    root = make_project(files={"model_def.py": "class MyTrial: pass\n", "a.txt": "a" * 100, "big.bin": "b" * (1 << 20)})
+    project = load_project(root, IDENTITY)
+    (model,) = project.models
+    for started in (None, pipeline.ArchiveWriter(model, 0, SecretGuard((), ".detignore"))):
+        plan = plan_model(project, model, root / "dist", 0, started=started, read_ahead=1 << 20)
+        # a started archive wrote a.txt, then stopped at big.bin (too large to read ahead) to keep the order
+        assert set(plan.selection.read_ahead) == ({"model_def.py", "pyproject.toml"} | ({"a.txt"} if started is None else set()))
+        pipeline.write_archive(plan, None, "x.detmodel.tgz", started)
+        assert plan.selection.read_ahead == {}
+
+
 @pytest.mark.parametrize("failing", ["size check", "selection", "several models"])
 def test_a_plan_failing_after_compression_started_writes_nothing_and_stops_the_workers(
     make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
@@ -305,9 +318,9 @@ def test_a_plan_failing_after_compression_started_writes_nothing_and_stops_the_w
     taken: list[int] = []
     real_take = pipeline.ArchiveWriter.take
 
-    def counting_take(self, selected):  # type: ignore[no-untyped-def]
+    def counting_take(self, selected, read_ahead):  # type: ignore[no-untyped-def]
         taken.append(len(selected))
-        return real_take(self, selected)
+        return real_take(self, selected, read_ahead)
 
     monkeypatch.setattr(pipeline.ArchiveWriter, "take", counting_take)
     out = tmp_path / "out"
@@ -325,10 +338,10 @@ def test_file_changing_size_during_build_stops_it(
     monkeypatch.setattr(pipeline, "READ_AHEAD", 0)  # read by the writer, as files beyond the budget are
     real_write = archive.MemberWriter.write
 
-    def grow_then_write(self, files, read=True):  # type: ignore[no-untyped-def]
+    def grow_then_write(self, files, read_ahead, read=True):  # type: ignore[no-untyped-def]
         if read:  # after selection, as the writer reads
             (root / "grow.txt").write_text("abcdef")
-        return real_write(self, files, read)
+        return real_write(self, files, read_ahead, read)
 
     monkeypatch.setattr(archive.MemberWriter, "write", grow_then_write)
     with pytest.raises(ArchiveError, match=r"grow\.txt: changed size while the build ran"):
