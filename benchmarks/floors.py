@@ -65,7 +65,7 @@ print(time.perf_counter() - start)
 # checks, no manifest, no publication. Timed in-process like our library call (warm-up, median of 3).
 _LEAN = r"""
 import hashlib, os, statistics, sys, tempfile, time
-from hatch_detmodel.archive import tar_header, write_bytes_member, write_end
+from hatch_detmodel.archive import tar_header, write_end, write_member_pieces
 from hatch_detmodel.compress import ParallelGzip
 from hatch_detmodel.manifest import FileRecord, Manifest
 paths = sys.stdin.buffer.read().split(b"\0")[:-1]
@@ -88,7 +88,7 @@ def pack(out):
             gzip.write(tar_header(path, len(data), 0o644, 0) + data + bytes(-len(data) % 512))
         if with_manifest:  # what the artifact must also hold: the manifest, with every file's hash
             manifest = Manifest("p", "1", "default", "m:T", None, tuple(records), 0, "lean", "0")
-            write_bytes_member(gzip, ".detmodel.json", manifest.to_bytes(), 0)
+            write_member_pieces(gzip, ".detmodel.json", *manifest.to_pieces(), 0)
         write_end(gzip)
         gzip.close()
 
@@ -116,7 +116,7 @@ class _Collect:
 def deflate_cpu(tree: Path) -> tuple[float, float]:
     """CPU seconds of compressing the tree's members stream on one core, and wall seconds on two
     workers (compression alone: no reading, no writing)."""
-    from hatch_detmodel.archive import write_end, write_members
+    from hatch_detmodel.archive import MemberWriter, write_end
     from hatch_detmodel.compress import ParallelGzip
     from hatch_detmodel.config import load_project
     from hatch_detmodel.pipeline import plan_model
@@ -124,7 +124,7 @@ def deflate_cpu(tree: Path) -> tuple[float, float]:
     project = load_project(tree)
     plan = plan_model(project, project.models[0], tree / "dist", 0)
     stream = _Collect()
-    write_members(plan.files, stream, 0)  # type: ignore[arg-type]
+    MemberWriter(stream, 0).write(plan.files, plan.selection.read_ahead)  # type: ignore[arg-type]
     write_end(stream)  # type: ignore[arg-type]
     data = b"".join(stream.parts)
     start = time.process_time()

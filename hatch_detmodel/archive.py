@@ -32,10 +32,8 @@ __all__ = [
     "Writable",
     "pax_path_header",
     "tar_header",
-    "write_bytes_member",
     "write_end",
     "write_member_pieces",
-    "write_members",
 ]
 
 BLOCK = 512
@@ -287,22 +285,6 @@ class MemberWriter:
                 batch = bytearray()
         out.write(batch)
         return written
-
-
-def write_members(
-    files: Iterable[SelectedFile | GeneratedFile],
-    out: GzipWriter,
-    mtime: int,
-    scanner: ContentScanner | None = None,
-) -> list[FileRecord]:
-    """Write each file as a tar member; return their records (see :class:`MemberWriter`)."""
-    writer = MemberWriter(out, mtime, scanner)
-    writer.write(files, {})
-    return writer.records
-
-
-def write_bytes_member(out: GzipWriter, path: str, data: bytes, mtime: int) -> None:
-    write_member_pieces(out, path, len(data), (data,), mtime)
 
 
 def write_member_pieces(out: GzipWriter, path: str, size: int, pieces: Iterable[bytes], mtime: int) -> None:
