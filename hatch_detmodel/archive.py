@@ -176,20 +176,15 @@ def _read_small(selected: SelectedFile) -> bytes:
     try:
         try:
             data = os.read(fd, selected.size + 1)
-        except OSError as error:
-            raise _read_failed(selected, fd, error) from None
+        except (IsADirectoryError, BlockingIOError):  # replaced by a directory, or by a FIFO with a writer
+            raise _changed(selected, fd) from None
+        except OSError as error:  # a disk error: said as such, naming the file
+            raise _unreadable(selected, error) from None
         if len(data) != selected.size or (not data and not stat.S_ISREG(os.fstat(fd).st_mode)):
-            raise _read_failed(selected, fd, None)
+            raise _changed(selected, fd)
         return data
     finally:
         os.close(fd)
-
-
-def _read_failed(selected: SelectedFile, fd: int, error: OSError | None) -> ArchiveError:
-    """Why a small file's one read did not give exactly the bytes selection saw (``error``: the read's own)."""
-    if error is None or isinstance(error, (IsADirectoryError, BlockingIOError)):  # changed; or now a directory
-        return _changed(selected, fd)  # or a FIFO with a writer
-    return _unreadable(selected, error)  # a disk error: said as such, naming the file
 
 
 def _stream_large(selected: SelectedFile, out: GzipWriter, scanner: ContentScanner | None) -> str:

@@ -155,7 +155,7 @@ def plan_model(
     )
     if model.max_size is not None:
         # Checked before anything is written: hashes have a fixed width, so the manifest's length is
-        # known now. Encoding it (a placeholder) is only needed when an upper bound would not fit.
+        # known now. Its exact length (placeholder hashes) is only needed when an upper bound would not fit.
         files_size = _determined_total(files)
         if files_size + determined_size(_manifest_bound(skeleton, files)) > model.max_size:
             _check_size(model, selection, files_size + determined_size(_manifest_size(skeleton, files)))
@@ -328,8 +328,7 @@ def _build_models(
         plans: list[ModelPlan] = []
         for model in models:
             early = len(models) == 1 and not may_generate_files(model.entrypoint)
-            guard = SecretGuard(model.allow_secrets, model.detignore) if early else None
-            started.append(ArchiveWriter(model, epoch, guard) if guard is not None else None)
+            started.append(ArchiveWriter(model, epoch, SecretGuard(model.allow_secrets, model.detignore)) if early else None)
             plans.append(plan_model(
                 project, model, output_dir, epoch, extra_output_dirs, started[-1], READ_AHEAD // len(models)
             ))
