@@ -4,8 +4,8 @@
 
 For each tree it measures, in fresh child processes where start-up matters:
 
-- ``deflate``: CPU seconds, on one core, of compressing the tree's uncompressed tar stream at level 6
-  with random-looking pieces stored rather than searched (what keeps the size within 2 % of
+- ``deflate``: CPU seconds, on one core, of compressing the tree's uncompressed tar stream at our default
+  level (5) with random-looking pieces stored rather than searched (what keeps the size within 2 % of
   ``gzip -6`` at the least cost); the stream comes from our own archive writer, so it is exactly what
   gets compressed. Half of it is the least two cores can spend; ``deflate wall`` is what our two
   workers take for it, with nothing else running (how far this machine's two cores are from 2×);
@@ -15,7 +15,7 @@ For each tree it measures, in fresh child processes where start-up matters:
 - ``python``: an interpreter that starts and exits, and one that imports our command line;
 - ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
   (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
-  level-6 gzip into a file) and no rules, checks, manifest or publication: what a Python packer of
+  gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
   these files costs before any of our per-file bookkeeping; ``lean + manifest`` adds the manifest
   member every artifact must hold (a record and hash per file, compressed like the rest);
 - the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
@@ -61,12 +61,13 @@ print(time.perf_counter() - start)
 
 
 # A packer with nothing but the unavoidable: the same kept files, folders listed and sorted, each file
-# lstat-ed, read once and hashed, our tar header, our level-6 two-core gzip into a file. No rules, no
+# lstat-ed, read once and hashed, our tar header, our two-core gzip at the default level into a file. No rules, no
 # checks, no manifest, no publication. Timed in-process like our library call (warm-up, median of 3).
 _LEAN = r"""
 import hashlib, os, statistics, sys, tempfile, time
 from hatch_detmodel.archive import tar_header, write_end, write_member_pieces
 from hatch_detmodel.compress import ParallelGzip
+from hatch_detmodel.config import DEFAULT_COMPRESSION_LEVEL
 from hatch_detmodel.manifest import FileRecord, Manifest
 paths = sys.stdin.buffer.read().split(b"\0")[:-1]
 folders = sorted({os.path.dirname(p) or b"." for p in paths})
@@ -77,7 +78,7 @@ def pack(out):
         with os.scandir(folder) as entries:
             sorted(entry.name for entry in entries)
     with open(out, "wb") as handle:
-        gzip = ParallelGzip(handle, 6)
+        gzip = ParallelGzip(handle, DEFAULT_COMPRESSION_LEVEL)
         records = []
         for path in paths:
             info = os.lstat(path)
@@ -128,12 +129,13 @@ def deflate_cpu(tree: Path) -> tuple[float, float]:
     write_end(stream)  # type: ignore[arg-type]
     data = b"".join(stream.parts)
     start = time.process_time()
-    gzip = ParallelGzip(_Collect(), 6, workers=1)  # one core; random pieces are stored, not searched
+    level = project.models[0].compression_level
+    gzip = ParallelGzip(_Collect(), level, workers=1)  # one core; random pieces are stored, not searched
     gzip.write(data)
     gzip.close()
     cpu = time.process_time() - start
     start = time.perf_counter()
-    gzip = ParallelGzip(_Collect(), 6, workers=2)
+    gzip = ParallelGzip(_Collect(), level, workers=2)
     gzip.write(data)
     gzip.close()
     return cpu, time.perf_counter() - start

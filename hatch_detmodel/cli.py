@@ -16,13 +16,19 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
 from .errors import DetmodelError
 from .pipeline import Reporter
 from .progress import Progress
-from .reader import DEFAULT_LIMITS, ArtifactReport, Limits, Problem, VerificationFailed, read_artifact
+
+if TYPE_CHECKING:
+    from .reader import ArtifactReport, Limits, Problem, VerificationFailed
+
+# The reader is imported by the verbs that read an artifact: `build` starts without it.
+#: :data:`~hatch_detmodel.reader.DEFAULT_LIMITS`'s ``max_total``, for the help text (a test compares them).
+DEFAULT_MAX_BYTES = 1 << 30
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -74,11 +80,15 @@ def _plural(count: int, word: str) -> str:
 
 
 def _limits(args: argparse.Namespace) -> Limits:
+    from .reader import DEFAULT_LIMITS, Limits
+
     max_bytes = getattr(args, "max_bytes", None)
     return DEFAULT_LIMITS if max_bytes is None else Limits(max_total=max_bytes)
 
 
 def _read(path: str, args: argparse.Namespace, **kwargs: Any) -> ArtifactReport:
+    from .reader import read_artifact
+
     progress = Progress(f"reading {path}")
     try:
         return read_artifact(path, _limits(args), on_progress=progress.bytes, **kwargs)
@@ -164,6 +174,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .compare import check_source
+    from .reader import VerificationFailed
 
     report = _read(args.artifact, args, sidecar=args.sidecar, use_sidecar=not args.no_sidecar)
     source = None
@@ -281,6 +292,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
+    from .reader import VerificationFailed
     from .unpack import unpack_artifact
 
     report = _read(args.artifact, args)
@@ -370,6 +382,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_attest(args: argparse.Namespace) -> int:
     from .attest import statement
     from .manifest import canonical_json
+    from .reader import VerificationFailed
 
     report = _read(args.artifact, args)
     if not report.ok:
@@ -478,7 +491,7 @@ def _parser() -> argparse.ArgumentParser:
     reading = argparse.ArgumentParser(add_help=False)
     reading.add_argument(
         "--max-bytes", type=_byte_count, metavar="N",
-        help=f"stop reading an artifact after N decompressed bytes (default {DEFAULT_LIMITS.max_total:,}), "
+        help=f"stop reading an artifact after N decompressed bytes (default {DEFAULT_MAX_BYTES:,}), "
         "so a decompression bomb cannot exhaust memory or disk",
     )
     sub: dict[str, argparse.ArgumentParser] = {}

@@ -1,7 +1,7 @@
 """Deterministic parallel gzip: one gzip member, compressed pigz-style on every core.
 
 The uncompressed stream is cut at fixed offsets into jobs of :data:`JOB` bytes, whatever the number
-of cores. Each job is deflated on its own (in a thread pool: zlib releases the GIL) with the
+of cores. Each job is deflated on its own (on worker threads: zlib releases the GIL) with the
 :data:`WINDOW` bytes before it as preset dictionary, so back-references across a job boundary
 are not lost; every job but the last ends with a sync flush, which byte-aligns the raw deflate
 stream so the jobs' outputs concatenate into one valid deflate stream (the last ends it). The CRC
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 __all__ = ["JOB", "PIECE", "WINDOW", "ParallelGzip", "crc_past_job", "default_workers", "deflate_job"]
@@ -93,6 +93,72 @@ def _deflate_and_crc(data: bytes, history: bytes, level: int, final: bool) -> tu
     return deflate_job(data, history, level, final), 0 if final else zlib.crc32(data)
 
 
+class _Job:
+    """One job handed to the workers; :meth:`result` waits for it."""
+
+    __slots__ = ("args", "cancelled", "done", "error", "output")
+
+    def __init__(self, args: tuple[bytes, bytes, int, bool]) -> None:
+        self.args = args
+        self.cancelled = False
+        self.done = threading.Lock()
+        self.done.acquire()  # released by the worker that ran (or skipped) it
+        self.output: tuple[bytes, int] | None = None
+        self.error: BaseException | None = None
+
+    def result(self) -> tuple[bytes, int]:
+        with self.done:
+            if self.error is not None:
+                raise self.error
+            assert self.output is not None, "a cancelled job has no result"
+            return self.output
+
+
+class _Workers:
+    """Threads that deflate jobs in the order they are submitted. ``concurrent.futures`` would do, but
+    its import (``logging``, ``traceback``, ``queue``) costs the command line more at start than the
+    whole of this class."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._jobs: deque[_Job | None] = deque()
+        self._ready = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, args: tuple[bytes, bytes, int, bool]) -> _Job:
+        job = _Job(args)
+        self._jobs.append(job)
+        self._ready.release()
+        if len(self._threads) < self.count:  # started as jobs come, as many as ``count``
+            thread = threading.Thread(target=self._work, name=f"detmodel-gzip_{len(self._threads)}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return job
+
+    def _work(self) -> None:
+        while True:
+            self._ready.acquire()
+            job = self._jobs.popleft()
+            if job is None:
+                return
+            try:
+                if not job.cancelled:
+                    job.output = _deflate_and_crc(*job.args)
+            except BaseException as error:  # handed to the thread that waits for the job
+                job.error = error
+            finally:
+                job.done.release()
+
+    def shutdown(self) -> None:
+        """Stop the threads once the jobs before are done (or skipped: see :attr:`_Job.cancelled`)."""
+        for _ in self._threads:
+            self._jobs.append(None)
+            self._ready.release()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+
 def deflate_job(data: bytes, history: bytes, level: int, final: bool) -> bytes:
     """Raw deflate of one job: ends byte-aligned with a sync flush, or with the final block."""
     view = memoryview(data)
@@ -151,8 +217,8 @@ class ParallelGzip:
         self._history = b""
         # jobs in flight, each with its bytes when it is the last (shorter than JOB: its CRC is chained
         # from the bytes, not from the worker's)
-        self._pending: deque[tuple[Future[tuple[bytes, int]], bytes | None]] = deque()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="detmodel-gzip") if self.workers > 1 else None
+        self._pending: deque[tuple[_Job, bytes | None]] = deque()
+        self._pool = _Workers(self.workers) if self.workers > 1 else None
         self._closed = False
         xfl = 2 if level == 9 else 4 if level == 1 else 0
         out.write(b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + bytes([xfl, 255]))
@@ -178,14 +244,14 @@ class ParallelGzip:
             self.crc = zlib.crc32(job, self.crc)
             self.out.write(deflate_job(job, history, self.level, final))
             return
-        self._pending.append((self._pool.submit(_deflate_and_crc, job, history, self.level, final), job if final else None))
+        self._pending.append((self._pool.submit((job, history, self.level, final)), job if final else None))
         while len(self._pending) > self.workers:
             self._write_oldest()
 
     def _write_oldest(self) -> None:
         """Write the oldest job's output and chain its CRC (jobs finish in any order, but leave in order)."""
-        future, last_job = self._pending.popleft()
-        deflated, job_crc = future.result()
+        pending, last_job = self._pending.popleft()
+        deflated, job_crc = pending.result()
         self.crc = crc_past_job(self.crc) ^ job_crc if last_job is None else zlib.crc32(last_job, self.crc)
         self.out.write(deflated)
 
@@ -210,11 +276,11 @@ class ParallelGzip:
     def abort(self) -> None:
         """Stop the workers without writing more (after an error)."""
         self._closed = True
-        for future, _ in self._pending:
-            future.cancel()
+        for pending, _ in self._pending:
+            pending.cancelled = True  # not started yet: skipped
         self._pending.clear()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown()
             self._pool = None
 
     def __enter__(self) -> ParallelGzip:

@@ -558,3 +558,27 @@ def test_check_a_command_entrypoint(make_project: ProjectFactory) -> None:
     assert model["import"] is None and "there is no trial class to import" in model["warnings"][0]
     missing = make_project({"model_def.py": ""}, detmodel='entrypoint = "python3 train.py"', where=project.parent / "m")
     assert "script train.py: train.py does not exist" in cli("check", missing, code=1).stdout
+
+
+def test_a_build_starts_without_what_only_other_verbs_use(make_project: ProjectFactory, tmp_path: Path) -> None:
+    """Start-up is most of a small build's time: `build` of a project with a plain name and
+    version imports neither the artifact reader, nor hatchling, nor modules the build does not use."""
+    root = make_project()
+    code = (
+        "import sys\nfrom hatch_detmodel.cli import main\n"
+        f"assert main(['build', {str(root)!r}, '-o', {str(tmp_path / 'out')!r}]) == 0\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "hatch_detmodel.pipeline" in loaded and list((tmp_path / "out").glob("*.detmodel.tgz"))
+    unneeded = {"hatch_detmodel.reader", "hatchling", "packaging", "concurrent.futures", "logging", "tempfile", "gzip"}
+    assert loaded & unneeded == set()
+
+
+def test_the_help_states_the_readers_default_byte_limit() -> None:
+    from hatch_detmodel.cli import DEFAULT_MAX_BYTES
+    from hatch_detmodel.reader import DEFAULT_LIMITS
+
+    assert DEFAULT_MAX_BYTES == DEFAULT_LIMITS.max_total
+    assert f"{DEFAULT_LIMITS.max_total:,}" in cli("inspect", "--help").stdout

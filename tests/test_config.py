@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from hatch_detmodel.config import DEFAULT_MAX_SIZE, ProjectIdentity, load_project
+from hatch_detmodel.config import (
+    DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_MAX_SIZE,
+    ProjectIdentity,
+    _identity_from_hatchling,
+    _static_identity,
+    load_project,
+    read_pyproject,
+)
 from hatch_detmodel.errors import ConfigError
 
 from .conftest import ProjectFactory
@@ -24,7 +32,7 @@ def test_defaults(make_project: ProjectFactory) -> None:
     assert model.detignore == ".detignore"
     assert model.exclude == ()
     assert model.max_size == DEFAULT_MAX_SIZE
-    assert model.compression_level == 6
+    assert model.compression_level == DEFAULT_COMPRESSION_LEVEL == 5
     assert project.artifact_stem(model) == "demo_project-1.2.3"
 
 
@@ -32,6 +40,46 @@ def test_identity_resolved_by_hatchling_when_not_given(make_project: ProjectFact
     project = load_project(make_project(name="My.Project_name", version="2.0"))
     assert project.identity == ProjectIdentity("my-project-name", "2.0")  # as hatchling normalizes it
     assert project.artifact_stem(project.models[0]) == "my_project_name-2.0"
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [("demo", "1"), ("My.Project_name", "2.0"), ("a--b__c", "0.0.0"), ("X9", "10.20.30"), ("p", "1.0a1"),
+     ("p", "1.0b2"), ("p", "2.0rc10"), ("p", "1.0.post3"), ("p", "1.0.dev0"), ("p", "1.2rc1.post2.dev3")],
+)
+def test_plain_name_and_version_resolve_as_hatchling_does_without_it(
+    make_project: ProjectFactory, name: str, version: str
+) -> None:
+    root = make_project(name=name, version=version)
+    static = _static_identity(root, read_pyproject(root))
+    assert static is not None
+    assert static == _identity_from_hatchling(root)
+
+
+@pytest.mark.parametrize("version", ["v1.0", "01.0", "1.0-rc1", "1.0RC1", "1.0c1", "1.0.post", "1.0-1", "1.0 "])
+def test_versions_hatchling_rewrites_are_left_to_it(make_project: ProjectFactory, version: str) -> None:
+    root = make_project(version=version)
+    assert _static_identity(root, read_pyproject(root)) is None
+    assert load_project(root).identity == _identity_from_hatchling(root)
+    assert load_project(root).identity.version != version
+
+
+@pytest.mark.parametrize("version", ["1!2.0", "1.0+cpu"])
+def test_rarer_forms_are_left_to_hatchling_too(make_project: ProjectFactory, version: str) -> None:
+    root = make_project(version=version)
+    assert _static_identity(root, read_pyproject(root)) is None
+    assert load_project(root).identity == _identity_from_hatchling(root) == ProjectIdentity("demo-project", version)
+
+
+def test_dynamic_metadata_and_hooks_are_left_to_hatchling(make_project: ProjectFactory) -> None:
+    root = make_project()
+    pyproject = read_pyproject(root)
+    assert _static_identity(root, pyproject) == ProjectIdentity("demo-project", "1.2.3")
+    assert _static_identity(root, {**pyproject, "project": {**pyproject["project"], "dynamic": ["readme"]}}) is None
+    hooked = {**pyproject, "tool": {**pyproject["tool"], "hatch": {"metadata": {"hooks": {"custom": {}}}}}}
+    assert _static_identity(root, hooked) is None
+    (root / "hatch.toml").write_text("")
+    assert _static_identity(root, pyproject) is None
 
 
 def test_named_models_inherit_top_level_defaults(make_project: ProjectFactory) -> None:

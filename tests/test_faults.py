@@ -127,7 +127,7 @@ FAULTS: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException
         lambda mp: _fail_rename(mp, 2, after=KeyboardInterrupt()), KeyboardInterrupt, "",
     ),
     "ENOSPC creating the temporary file": (
-        lambda mp: mp.setattr(output.tempfile, "mkstemp", _raise(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))),
+        lambda mp: mp.setattr(output, "_create_temporary", _raise(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))),
         ArchiveError, "demo_project-1.2.3-first.detmodel.tgz: cannot be written (No space left on device)",
     ),
 }

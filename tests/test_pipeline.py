@@ -92,7 +92,7 @@ def test_gnu_tar_and_tarfile_read_it(tmp_path: Path) -> None:
     subprocess.run(["tar", "xzf", str(archive_path), "-C", str(target)], check=True)
     assert (target / "model_def.py").read_bytes() == (EXAMPLE / "model_def.py").read_bytes()
     raw = archive_path.read_bytes()
-    assert raw[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, level 6
+    assert raw[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, XFL 0 (neither level 1 nor 9)
 
 
 def copy_shuffled(source: Path, target: Path, seed: int) -> None:
