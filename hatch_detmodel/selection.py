@@ -127,7 +127,8 @@ _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
 _READ_AHEAD_LARGEST = (1 << 20) - 1
 _READ_AHEAD_LEAST = 64 << 10  # below this much budget, reading ahead stops
 _READ_AHEAD_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-_HAND_ON = 256  # files selected between two calls of on_selected
+_HAND_ON = 256  # files selected between two calls of on_selected, or:
+_HAND_ON_BYTES = 1 << 19  # bytes read ahead between two calls (a compression job: the workers start sooner)
 _NAME_CACHE = 4096  # verdicts kept per kind: names recur (`__init__.py`), and memory stays bounded
 
 
@@ -401,6 +402,7 @@ def select_files(
     read_limit = min(read_ahead, _READ_AHEAD_LARGEST)  # the largest file still read ahead
     handed = 0  # how many files on_selected has had
     hand_on = _HAND_ON if on_selected is not None else -1
+    hand_on_below = read_ahead - _HAND_ON_BYTES if on_selected is not None else -1  # or at this budget left
     for rel, entry, is_dir, packed in selector.walk():
         if not packed:
             continue
@@ -461,10 +463,10 @@ def select_files(
         append(SelectedFile(path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR)))
         if data is not None:
             ahead[path] = data
-        if len(files) == hand_on:
+        if len(files) == hand_on or read_ahead <= hand_on_below:
             assert on_selected is not None
             on_selected(files[handed:], ahead)
-            handed, hand_on = hand_on, hand_on + _HAND_ON
+            handed, hand_on, hand_on_below = len(files), len(files) + _HAND_ON, read_ahead - _HAND_ON_BYTES
     if on_selected is not None and handed < len(files):
         on_selected(files[handed:], ahead)
 

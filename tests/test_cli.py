@@ -580,5 +580,5 @@ def test_the_help_states_the_readers_default_byte_limit() -> None:
     from hatch_detmodel.cli import DEFAULT_MAX_BYTES
     from hatch_detmodel.reader import DEFAULT_LIMITS
 
-    assert DEFAULT_MAX_BYTES == DEFAULT_LIMITS.max_total
+    assert DEFAULT_LIMITS.max_total == DEFAULT_MAX_BYTES
     assert f"{DEFAULT_LIMITS.max_total:,}" in cli("inspect", "--help").stdout

@@ -302,7 +302,7 @@ def test_bytes_read_ahead_are_held_only_until_they_are_written(make_project: Pro
 def test_a_plan_failing_after_compression_started_writes_nothing_and_stops_the_workers(
     make_project: ProjectFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    # 300 files of 2 KiB: compression has started (selection hands files on every 256) when the size
+    # 300 files of 2 KiB: compression has started (selection hands files on every 256 or 512 KiB) when the size
     # check refuses the model, or its selection refuses a file that sorts last. With several models
     # nothing starts early (each would hold its bytes and workers until all are planned).
     files: dict[str, str | bytes] = {f"data/{i:03d}.txt": os.urandom(1024).hex() for i in range(300)}

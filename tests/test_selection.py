@@ -281,3 +281,18 @@ def test_non_ascii_names_pack_under_a_non_utf8_locale(make_project: ProjectFacto
     with tarfile.open(archive) as tar:
         member = tar.extractfile("café.txt")
         assert member is not None and member.read() == b"au lait\n"
+
+
+def test_files_read_ahead_are_handed_on_every_256_or_every_half_mebibyte(make_project: ProjectFactory) -> None:
+    """What a build compresses while the walk goes on: 300 small files come in slices of 256 and the
+    rest; 200 KiB files come three at a time (600 KiB, past the 512 KiB of a compression job)."""
+    small = {f"s/{i:03d}.txt": "x" for i in range(300)}
+    large = {f"l/{i}.bin": bytes(200 << 10) for i in range(7)}
+    root = make_project(files={**small, **large})
+    model = load_project(root, IDENTITY).models[0]
+    slices: list[list[str]] = []
+    selection = select_files(model, read_ahead=8 << 20, on_selected=lambda files, ahead: slices.append([f.path for f in files]))
+    assert len(selection.files) == 7 + 1 + 300  # with pyproject.toml
+    assert [len(s) for s in slices] == [3, 3, 256, 46]  # l/0-2 | l/3-5 | l/6, pyproject.toml, s/000-253 | the rest
+    assert [path for s in slices for path in s] == [f.path for f in selection.files]
+    assert slices[2][:2] == ["l/6.bin", "pyproject.toml"]
