@@ -5,8 +5,8 @@
 For each tree it measures, in fresh child processes where start-up matters:
 
 - ``deflate``: CPU seconds, on one core, of compressing the tree's uncompressed tar stream at our default
-  level (5) with random-looking pieces stored rather than searched (what keeps the size within 2 % of
-  ``gzip -6`` at the least cost); the stream comes from our own archive writer, so it is exactly what
+  level (5) with random-looking pieces stored rather than searched (random data costs a copy, not a
+  futile search); the stream comes from our own archive writer, so it is exactly what
   gets compressed. Half of it is the least two cores can spend; ``deflate wall`` is what our two
   workers take for it, with nothing else running (how far this machine's two cores are from 2×);
 - ``file I/O``: one process that only lists the kept files' directories, ``lstat``s each file and

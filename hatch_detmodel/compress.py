@@ -23,8 +23,10 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import weakref
 import zlib
 from collections import deque
+from queue import SimpleQueue
 from typing import Protocol
 
 __all__ = ["JOB", "PIECE", "WINDOW", "ParallelGzip", "crc_past_job", "default_workers", "deflate_job"]
@@ -99,7 +101,7 @@ class _Job:
     __slots__ = ("args", "cancelled", "done", "error", "output")
 
     def __init__(self, args: tuple[bytes, bytes, int, bool]) -> None:
-        self.args = args
+        self.args: tuple[bytes, bytes, int, bool] | None = args
         self.cancelled = False
         self.done = threading.Lock()
         self.done.acquire()  # released by the worker that ran (or skipped) it
@@ -114,46 +116,51 @@ class _Job:
             return self.output
 
 
+def _work(jobs: SimpleQueue[_Job | None]) -> None:
+    """A worker thread: runs jobs until it meets ``None``, which it puts back for the next thread."""
+    while (job := jobs.get()) is not None:
+        try:
+            if not job.cancelled and job.args is not None:
+                job.output = _deflate_and_crc(*job.args)
+        except BaseException as error:  # handed to the thread that waits for the job
+            job.error = error
+        finally:
+            job.args = None  # its input is not kept while the output waits its turn
+            job.done.release()
+    jobs.put(None)
+
+
 class _Workers:
     """Threads that deflate jobs in the order they are submitted. ``concurrent.futures`` would do, but
-    its import (``logging``, ``traceback``, ``queue``) costs the command line more at start than the
-    whole of this class."""
+    its import (``logging``, ``traceback``) costs the command line more at start than this class.
+    One ``None`` in the queue stops every thread, so no count can go wrong (an interrupt between two
+    steps of :meth:`submit` included); a pool dropped without :meth:`shutdown` stops its threads too."""
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._jobs: deque[_Job | None] = deque()
-        self._ready = threading.Semaphore(0)
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self._threads: list[threading.Thread] = []
+        weakref.finalize(self, self._jobs.put, None)
 
     def submit(self, args: tuple[bytes, bytes, int, bool]) -> _Job:
         job = _Job(args)
-        self._jobs.append(job)
-        self._ready.release()
+        self._jobs.put(job)
         if len(self._threads) < self.count:  # started as jobs come, as many as ``count``
-            thread = threading.Thread(target=self._work, name=f"detmodel-gzip_{len(self._threads)}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return job
-
-    def _work(self) -> None:
-        while True:
-            self._ready.acquire()
-            job = self._jobs.popleft()
-            if job is None:
-                return
+            thread = threading.Thread(
+                target=_work, args=(self._jobs,), name=f"detmodel-gzip_{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)  # before it runs: shutdown joins every thread that may run
             try:
-                if not job.cancelled:
-                    job.output = _deflate_and_crc(*job.args)
-            except BaseException as error:  # handed to the thread that waits for the job
-                job.error = error
-            finally:
-                job.done.release()
+                thread.start()
+            except BaseException:
+                if not thread.is_alive():
+                    self._threads.remove(thread)
+                raise
+        return job
 
     def shutdown(self) -> None:
         """Stop the threads once the jobs before are done (or skipped: see :attr:`_Job.cancelled`)."""
-        for _ in self._threads:
-            self._jobs.append(None)
-            self._ready.release()
+        self._jobs.put(None)
         for thread in self._threads:
             thread.join()
         self._threads.clear()

@@ -277,10 +277,10 @@ def _static_identity(project_root: Path, pyproject: Mapping[str, Any]) -> Projec
     importing it (≈ 15 ms of a command-line build's start); ``None`` wherever hatchling has more
     to say: dynamic fields, metadata hooks, a ``hatch.toml``, a name it refuses, a version it rewrites."""
     project, tool = pyproject.get("project"), pyproject.get("tool")
-    if not isinstance(project, dict) or project.get("dynamic") or not isinstance(tool, dict):
+    if not isinstance(project, dict) or project.get("dynamic", []) != [] or not isinstance(tool, dict):
         return None
-    hatch = tool.get("hatch")
-    if (isinstance(hatch, dict) and "metadata" in hatch) or (project_root / "hatch.toml").exists():
+    hatch = tool.get("hatch", {})
+    if not isinstance(hatch, dict) or "metadata" in hatch or (project_root / "hatch.toml").exists():
         return None
     name, version = project.get("name"), project.get("version")
     if not isinstance(name, str) or not isinstance(version, str):

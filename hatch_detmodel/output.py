@@ -8,6 +8,7 @@ the files already renamed are rolled back, so an archive never stands beside ano
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from types import TracebackType
@@ -79,16 +80,17 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | 
 
 
 def _create_temporary(final: Path) -> tuple[int, Path]:
-    """A new, empty file ``.<final name>.<pid>.<n>.tmp`` beside ``final``, open for writing and readable
-    only by its owner until :meth:`StagedFile.finish` (``tempfile.mkstemp``'s promises, without the
-    import: the command line starts faster)."""
-    attempt = 0
-    while True:
-        name = final.with_name(f".{final.name}.{os.getpid()}.{attempt}.tmp")
+    """A new, empty file ``.<final name>.<random>.tmp`` beside ``final``, open for writing and readable
+    only by its owner until :meth:`StagedFile.finish`: ``tempfile.mkstemp``'s promises without its
+    import (the command line starts faster). The name is random, not the process id: a killed build's
+    leftovers (its ``.old.tmp`` included, which rollback must not meet) never lie in a later build's way."""
+    for _ in range(100):
+        name = final.with_name(f".{final.name}.{os.urandom(6).hex()}.tmp")
         try:
             return os.open(name, _CREATE, 0o600), name
-        except FileExistsError:  # a killed build's leftover (`clean` removes them), or a name in use
-            attempt += 1
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name after 100 tries", str(final.parent))
 
 
 class StagedFile:

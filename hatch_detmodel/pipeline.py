@@ -373,7 +373,7 @@ def remove_artifacts(folder: Path, stems: Iterable[str]) -> list[Path]:
     ours = {f"{stem}{suffix}" for stem in stems for suffix in (ARCHIVE_SUFFIX, SIDECAR_SUFFIX)}
     removed: list[Path] = []
     for path in sorted(folder.iterdir()):
-        # Staging's temporary names are `.<final name>.<pid>.<n>.tmp`
+        # Staging's temporary names are `.<final name>.<random>.tmp`
         leftover = path.name.endswith(".tmp") and any(path.name.startswith(f".{name}.") for name in ours)
         if (path.name in ours or leftover) and path.is_file():
             path.unlink()

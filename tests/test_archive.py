@@ -3,6 +3,7 @@ stream, and the bytes depend only on the input, never on the number of workers o
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import random
@@ -10,6 +11,8 @@ import shutil
 import struct
 import subprocess
 import tarfile
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -101,11 +104,49 @@ def test_random_data_is_stored_and_text_keeps_its_ratio() -> None:
     assert ours <= plain * 1.005  # the preset dictionary keeps the ratio across jobs
 
 
+def _workers_alive() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("detmodel-gzip")]
+
+
+def _workers_end(timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _workers_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not _workers_alive()
+
+
 def test_writer_stops_its_workers_on_abort() -> None:
     writer = ParallelGzip(io.BytesIO(), 6, 2)
     writer.write(mixed(1, 3 * JOB))
+    assert len(_workers_alive()) == 2
     writer.abort()
-    assert writer._pool is None
+    assert writer._pool is None and _workers_alive() == []
+    writer.abort()  # twice is harmless
+
+
+def test_a_failing_job_reaches_the_writer_and_the_workers_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = compress._deflate_and_crc
+    calls = iter(range(100))
+
+    def second_fails(*args: object) -> tuple[bytes, int]:
+        if next(calls) == 1:
+            raise MemoryError("job 2")
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compress, "_deflate_and_crc", second_fails)
+    out = io.BytesIO()
+    with pytest.raises(MemoryError, match="job 2"), ParallelGzip(out, 6, 2) as writer:
+        writer.write(mixed(2, 6 * JOB))
+    assert _workers_alive() == []
+
+
+def test_a_writer_dropped_without_close_stops_its_workers() -> None:
+    writer = ParallelGzip(io.BytesIO(), 6, 2)
+    writer.write(mixed(3, 3 * JOB))
+    writer.drain()
+    del writer
+    gc.collect()
+    assert _workers_end()
 
 
 @pytest.fixture

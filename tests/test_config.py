@@ -78,6 +78,10 @@ def test_dynamic_metadata_and_hooks_are_left_to_hatchling(make_project: ProjectF
     assert _static_identity(root, {**pyproject, "project": {**pyproject["project"], "dynamic": ["readme"]}}) is None
     hooked = {**pyproject, "tool": {**pyproject["tool"], "hatch": {"metadata": {"hooks": {"custom": {}}}}}}
     assert _static_identity(root, hooked) is None
+    for odd_dynamic in ("", False, 0, {}):  # hatchling refuses these (not an array): its error, not ours
+        assert _static_identity(root, {**pyproject, "project": {**pyproject["project"], "dynamic": odd_dynamic}}) is None
+    assert _static_identity(root, {**pyproject, "project": {**pyproject["project"], "dynamic": []}}) is not None
+    assert _static_identity(root, {**pyproject, "tool": {**pyproject["tool"], "hatch": 1}}) is None
     (root / "hatch.toml").write_text("")
     assert _static_identity(root, pyproject) is None
 

@@ -296,3 +296,16 @@ def test_files_read_ahead_are_handed_on_every_256_or_every_half_mebibyte(make_pr
     assert [len(s) for s in slices] == [3, 3, 256, 46]  # l/0-2 | l/3-5 | l/6, pyproject.toml, s/000-253 | the rest
     assert [path for s in slices for path in s] == [f.path for f in selection.files]
     assert slices[2][:2] == ["l/6.bin", "pyproject.toml"]
+
+
+@pytest.mark.parametrize("budget", [0, 100 << 10, 600 << 10, 8 << 20])
+def test_handing_on_never_skips_repeats_or_sends_an_empty_slice(make_project: ProjectFactory, budget: int) -> None:
+    """Whatever the read-ahead budget (none, below a job, running out part-way, ample), the slices are
+    non-empty and together are the selection, in order."""
+    files: dict[str, str | bytes] = {f"l/{i}.bin": bytes(150 << 10) for i in range(9)}
+    files.update({f"s/{i:03d}.txt": "x" for i in range(600)})
+    model = load_project(make_project(files=files), IDENTITY).models[0]
+    slices: list[list[str]] = []
+    selection = select_files(model, read_ahead=budget, on_selected=lambda fs, ahead: slices.append([f.path for f in fs]))
+    assert all(slices) and [p for s in slices for p in s] == [f.path for f in selection.files]
+    assert len(selection.files) == 9 + 600 + 1
