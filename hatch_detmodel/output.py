@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from .errors import ArchiveError
 
-__all__ = ["StagedFile", "Staging"]
+__all__ = ["NEW_FILE_FLAGS", "StagedFile", "Staging"]
 
 
 def _current_umask() -> int:
@@ -76,7 +76,8 @@ class _Handle:
         self.raw.close()
 
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+#: How every file this package writes is created: new (never an existing file or a symlink's target).
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _create_temporary(final: Path) -> tuple[int, Path]:
@@ -87,7 +88,7 @@ def _create_temporary(final: Path) -> tuple[int, Path]:
     for _ in range(100):
         name = final.with_name(f".{final.name}.{os.urandom(6).hex()}.tmp")
         try:
-            return os.open(name, _CREATE, 0o600), name
+            return os.open(name, NEW_FILE_FLAGS, 0o600), name
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no unused temporary name after 100 tries", str(final.parent))

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import itertools
-import operator
 import os
 import sys
 import threading
@@ -182,10 +180,8 @@ def _manifest_bound(skeleton: Manifest, files: Sequence[SelectedFile | Generated
 
 
 def _determined_total(files: Sequence[SelectedFile | GeneratedFile]) -> int:
-    """The sum of :func:`determined_size` over ``files`` (in C-level loops: it runs for every file)."""
-    sizes = [len(f.data) if isinstance(f, GeneratedFile) else f.size for f in files]
-    thirds: int = sum(map(operator.floordiv, map(operator.add, sizes, itertools.repeat(2)), itertools.repeat(3)))
-    return 3 * thirds
+    """The sum of :func:`determined_size` over ``files``."""
+    return sum(determined_size(len(f.data) if isinstance(f, GeneratedFile) else f.size) for f in files)
 
 
 def _check_size(model: ModelConfig, selection: Selection, total: int) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import ArchiveError, DetmodelError
 from .manifest import FileRecord
+from .output import NEW_FILE_FLAGS
 from .reader import (
     DEFAULT_LIMITS,
     ArchiveStream,
@@ -119,14 +120,13 @@ class _Folder:
         temporary = f".{name}.{secrets.token_hex(6)}.tmp"
         digest = hashlib.sha256()
         size = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         if _DIR_FD:
             self._forget_except(parts[:-1])
             parent = self._parent_fd(parts[:-1])
-            fd = os.open(temporary, flags, 0o600, dir_fd=parent)
+            fd = os.open(temporary, NEW_FILE_FLAGS, 0o600, dir_fd=parent)
         else:
             folder = self._parent_path(parts[:-1])
-            fd = os.open(folder / temporary, flags, 0o600)
+            fd = os.open(folder / temporary, NEW_FILE_FLAGS, 0o600)
         try:
             try:
                 for chunk in chunks:
