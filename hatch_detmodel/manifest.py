@@ -54,11 +54,11 @@ def _records_text(files: Sequence[FileRecord]) -> str:
     and the build guarantee it), and the path is escaped by the encoder ``json`` itself uses. A test
     compares the two."""
     string = _encode_string
-    return ",".join(
-        f'{{{_GENERATED if f.generated else ""}"mode":"{f.mode}","path":{string(f.path)},'
-        f'"sha256":"{f.sha256}","size":{f.size:d}}}'
-        for f in files
-    )
+    # a list, and records unpacked as tuples: a third faster than a generator of attribute lookups
+    return ",".join([
+        f'{{{_GENERATED if generated else ""}"mode":"{mode}","path":{string(path)},"sha256":"{sha}","size":{size:d}}}'
+        for path, size, mode, sha, generated in files
+    ])
 
 
 def _files_text_size(files: Sequence[FileRecord]) -> int:
@@ -67,8 +67,8 @@ def _files_text_size(files: Sequence[FileRecord]) -> int:
     if not files:
         return 2
     fixed = len(_records_text([FileRecord("", 0, "644", "0" * 64)])) - len('""') - len("0")
-    paths = sum(map(len, map(str.encode, map(_encode_string, [f.path for f in files]))))
-    sizes = sum(map(len, map(str, [f.size for f in files])))
+    paths = len("".join(map(_encode_string, [f.path for f in files])).encode())
+    sizes = len("".join(map(str, [f.size for f in files])))
     generated = len(_GENERATED) * sum(1 for f in files if f.generated)
     return 2 + (len(files) - 1) + len(files) * fixed + paths + sizes + generated
 

@@ -97,6 +97,8 @@ class SecretGuard:
 
     def unused_allowances(self, paths: Iterable[str]) -> list[str]:
         """``allow-secrets`` entries that match no packed file (most likely a typo)."""
+        if not self.allow_patterns:
+            return []
         unused = []
         path_list = list(paths)
         for index, pattern in enumerate(self.allow_patterns):
