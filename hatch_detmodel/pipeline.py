@@ -293,7 +293,9 @@ def _write_model(
     archive_path = output_dir / f"{stem}{ARCHIVE_SUFFIX}"
     sidecar_path = output_dir / f"{stem}{SIDECAR_SUFFIX}"
     manifest, archive_record = write_archive(plan, staging.create(archive_path).handle, archive_path.name, started)
-    staging.create(sidecar_path).handle.write(manifest.sidecar_bytes(archive_record))
+    sidecar = staging.create(sidecar_path).handle
+    for piece in manifest.sidecar_pieces(archive_record):
+        sidecar.write(piece)
     return BuiltArtifact(plan.model.name, archive_path, sidecar_path, manifest, archive_record)
 
 

@@ -42,5 +42,24 @@ def test_pieces_are_the_bytes_and_their_length_is_known_first(case: str, monkeyp
     assert size == len(whole) and b"".join(parts) == whole
     assert len(parts) == 2 + max(1, -(-len(files) // 3)) - (0 if files else 1)  # head, the list in threes, tail
     record = ArchiveRecord("demo-1.0.detmodel.tgz", 123, "0" * 64)
-    assert streamed.sidecar_bytes(record) == _manifest(files).sidecar_bytes(record)  # reuses the pieces
+    whole_sidecar = _manifest(files).sidecar_bytes(record)  # encoded whole, without pieces
+    assert b"".join(streamed.sidecar_pieces(record)) == whole_sidecar  # reuses the pieces
+    assert list(streamed.sidecar_pieces(record))[1:] == parts[1:]  # the very bytes, not a second encoding
+    assert json.loads(whole_sidecar) == {**json.loads(whole), "archive": record.to_json()}
+    assert streamed.to_pieces()[0] == size and b"".join(streamed.to_pieces()[1]) == whole  # asked again
     assert json.loads(whole)["files"] == [f.to_json() for f in files]
+
+
+@pytest.mark.parametrize("key", ["aardvark", "zebra"])
+def test_sidecar_pieces_keep_sorted_keys_with_newer_fields(key: str) -> None:
+    """A field of a newer schema (kept on read) that sorts before ``archive`` still lands in order."""
+    files = CASES["many pieces"]
+    manifest = Manifest("demo", "1.0", "default", "model_def:MyTrial", None, files, 0, "hatch-detmodel", "0.1",
+                        extra={key: [1, 2]})
+    size, pieces = manifest.to_pieces()
+    assert b"".join(pieces) == manifest.to_bytes() and size == len(manifest.to_bytes())
+    record = ArchiveRecord("demo-1.0.detmodel.tgz", 1, "f" * 64)
+    sidecar = b"".join(manifest.sidecar_pieces(record))
+    assert sidecar == manifest.sidecar_bytes(record)
+    assert sidecar == json.dumps({**json.loads(manifest.to_bytes()), "archive": record.to_json()}, sort_keys=True,
+                                 ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
