@@ -1,9 +1,9 @@
 """Speed and memory benchmark: hatch-detmodel against `tar | gzip`, Determined's `read_v1_context`
 and hatchling's sdist builder, on generated model-definition trees.
 
-    python benchmarks/run.py                      # every workload, 3 alternating repetitions, a table
+    python benchmarks/run.py                      # every workload, 5 alternating repetitions, a table
     python benchmarks/run.py --json               # the same, as one JSON document on stdout
-    python benchmarks/run.py -w heavy -w wide -r 5
+    python benchmarks/run.py -w heavy -w wide -r 9
 
 The trees are generated once, deterministically (seeded), into a cache folder outside the
 repository (``--cache``, default ``$XDG_CACHE_HOME/hatch-detmodel-bench`` or
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-w", "--workload", action="append", choices=list(WORKLOADS), help="default: all")
     parser.add_argument("-t", "--tool", action="append", choices=[t.name for t in TOOLS], help="default: all")
-    parser.add_argument("-r", "--repeat", type=int, default=3, help="repetitions per tool (huge: 1)")
+    parser.add_argument("-r", "--repeat", type=int, default=5, help="repetitions per tool (huge: 1); this VM's speed wanders, so more than 3")
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hatch-detmodel-bench"
     parser.add_argument("--cache", type=Path, default=default_cache, help=f"where trees are generated ({default_cache})")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
