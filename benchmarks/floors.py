@@ -13,6 +13,8 @@ For each tree it measures, in fresh child processes where start-up matters:
   opens, reads, hashes and closes it — the work any packer of these files does, in Python with no
   rules, headers or manifest;
 - ``python``: an interpreter that starts and exits, and one that imports our command line;
+- ``two cores``: the same pure-Python loop alone and in two processes at once — how much a second
+  core adds here (on this VM a busy second core slows the first: about 1.3-1.5x of one, not 2x);
 - ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
   (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
   gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
@@ -141,6 +143,22 @@ def deflate_cpu(tree: Path) -> tuple[float, float]:
     return cpu, time.perf_counter() - start
 
 
+# A fixed amount of pure-Python work (no I/O, no allocation to speak of), timed inside the process.
+_SPIN = "import time\nstart = time.perf_counter()\nx = 0\nfor i in range(4_000_000): x += i\nprint(time.perf_counter() - start)"
+
+
+def two_core_throughput(python: str) -> tuple[float, float]:
+    """Seconds of the same pure-Python work alone and, as the median of two started together, side by
+    side: what a second core adds on this machine (2 cores that share a physical one, or a busy host,
+    give less than twice one)."""
+    alone, together = [], []
+    for _ in range(5):
+        alone.append(float(subprocess.run([python, "-c", _SPIN], check=True, capture_output=True).stdout))
+        pair = [subprocess.Popen([python, "-c", _SPIN], stdout=subprocess.PIPE) for _ in range(2)]
+        together += [float(process.communicate()[0]) for process in pair]
+    return statistics.median(alone), statistics.median(together)
+
+
 def process_seconds(argv: list[str], stdin: bytes = b"", cwd: Path | None = None) -> float:
     start = time.perf_counter()
     subprocess.run(argv, input=stdin, check=True, capture_output=True, cwd=cwd)
@@ -154,6 +172,9 @@ def main() -> int:
     imports = [process_seconds([python, "-c", "import hatch_detmodel.cli"]) for _ in range(5)]
     python_start, cli_import = statistics.median(starts), statistics.median(imports)
     print(f"python start {python_start:.3f} s; start + `import hatch_detmodel.cli` {cli_import:.3f} s")
+    alone, side_by_side = two_core_throughput(python)
+    print(f"the same Python work: {alone:.3f} s alone, {side_by_side:.3f} s each with a second copy running: "
+          f"two cores give {2 * alone / side_by_side:.2f}x one")
     print("| workload | deflate CPU s (1 core) | deflate wall s (2 workers) | file I/O s | tar\\|gzip s | read_v1_context s "
           "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context "
           "| lean packer s | lean ÷ read_v1_context | lean + manifest s | lean + manifest ÷ read_v1_context |")
@@ -188,7 +209,8 @@ def main() -> int:
               f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} | "
               f"{lean:.3f} | {lean / determined:.2f} | {lean_manifest:.3f} | {lean_manifest / determined:.2f} |")
         sys.stdout.flush()
-    print(json.dumps({"python_start": python_start, "cli_import": cli_import}))
+    print(json.dumps({"python_start": python_start, "cli_import": cli_import, "spin_alone": alone,
+                      "spin_side_by_side": side_by_side}))
     return 0
 
 

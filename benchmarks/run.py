@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
-WARM_CALLS = 3  # timed in-process calls per child, after one warm-up call (the median is kept)
+WARM_CALLS = 3  # timed in-process calls per child, at least, after one warm-up call (the median is kept)
+WARM_SECONDS = 1.0  # and more calls until the timed ones add up to this
+MAX_CALLS = 25
 SCHEMA = 1  # bump when the generated trees change
 EPOCH = 1580601600
 MIB = 1 << 20
@@ -246,9 +248,11 @@ else:
             files = read_v1_context(pathlib.Path(spec["tree"]))
         return sum(len(f.content or "") for f in files)  # its base64 payload
 walls = []
-# The first call also pays lazy imports; with --warm, the next WARM_CALLS are timed and their median
-# kept (a call of tens of milliseconds is at the mercy of one scheduling hiccup).
-for _ in range(1 + spec["warm"]):
+# The first call also pays lazy imports; with --warm, at least `warm` more are timed, and more until
+# they add up to `warm_seconds` (a call of tens of milliseconds is at the mercy of one scheduling
+# hiccup), and their median kept.
+warm, seconds, most = spec["warm"], spec["warm_seconds"], spec["max_calls"]
+while len(walls) < 1 + warm or (warm and sum(walls[1:]) < seconds and len(walls) <= most):
     start = time.perf_counter()
     size = call()
     walls.append(time.perf_counter() - start)
@@ -298,7 +302,8 @@ def _measure(tool: Tool, tree: Path, out: Path, kept_list: Path, warm: bool) -> 
     python = sys.executable
     if tool.kind == "call":
         spec = {"call": "ours" if tool.name == "library" else "determined", "tree": str(tree), "out": str(out),
-                "warm": WARM_CALLS if warm and tree.name.split("-")[0] != "huge" else 0}
+                "warm": WARM_CALLS if warm and tree.name.split("-")[0] != "huge" else 0,
+                "warm_seconds": WARM_SECONDS, "max_calls": MAX_CALLS}
         script = _RUN_LIBRARY
     else:
         shell = False
@@ -430,13 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-w", "--workload", action="append", choices=list(WORKLOADS), help="default: all")
     parser.add_argument("-t", "--tool", action="append", choices=[t.name for t in TOOLS], help="default: all")
-    parser.add_argument("-r", "--repeat", type=int, default=5, help="repetitions per tool (huge: 1); this VM's speed wanders, so more than 3")
+    parser.add_argument("-r", "--repeat", type=int, default=5,
+                        help="repetitions per tool (huge: 1); a VM's speed wanders, so more than 3")
     default_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hatch-detmodel-bench"
     parser.add_argument("--cache", type=Path, default=default_cache, help=f"where trees are generated ({default_cache})")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     parser.add_argument("--warm", action=argparse.BooleanOptionalAction, default=True,
-                        help=f"in-process calls: time {WARM_CALLS} calls after one that pays the lazy imports, keep the "
-                        "median (default)")
+                        help=f"in-process calls: time {WARM_CALLS} calls or more (until {WARM_SECONDS:g} s) after one "
+                        "that pays the lazy imports, keep the median (default)")
     args = parser.parse_args(argv)
     cache = args.cache.resolve()
     if cache == REPO or REPO in cache.parents:
