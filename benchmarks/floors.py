@@ -14,7 +14,7 @@ For each tree it measures, in fresh child processes where start-up matters:
   rules, headers or manifest;
 - ``python``: an interpreter that starts and exits, and one that imports our command line;
 - ``two cores``: the same pure-Python loop alone and in two processes at once — how much a second
-  core adds here (on this VM a busy second core slows the first: about 1.3-1.5x of one, not 2x);
+  core adds here (on this VM a busy second core slows the first: about 1.2-1.5x of one, not 2x);
 - ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
   (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
   gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
