@@ -315,9 +315,9 @@ def check_entrypoint(
             "name the class inside it, e.g. `pkg.module:TrialClass`"
         )
     shim = selection.get(f"{SHIM_MODULE}.py")
-    existing = None
-    if shim is not None:
-        existing = selection.read_ahead.get(shim.path) or Path(shim.source).read_bytes()
+    existing = None if shim is None else selection.read_ahead.get(shim.path)
+    if shim is not None and existing is None:  # not read ahead (an empty file was: b"")
+        existing = Path(shim.source).read_bytes()
     determined_entrypoint, generated = plan_shim(
         entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
     )

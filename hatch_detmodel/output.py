@@ -16,7 +16,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 from .errors import ArchiveError
 
-__all__ = ["NEW_FILE_FLAGS", "StagedFile", "Staging"]
+__all__ = ["NEW_FILE_FLAGS", "StagedFile", "Staging", "temporary_name"]
 
 
 def _current_umask() -> int:
@@ -80,13 +80,19 @@ class _Handle:
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
+def temporary_name(name: str) -> str:
+    """The name a file called ``name`` is written under before it is renamed into place (hidden, random,
+    ``.tmp``: what ``clean`` and a later build recognise as a leftover)."""
+    return f".{name}.{os.urandom(6).hex()}.tmp"
+
+
 def _create_temporary(final: Path) -> tuple[int, Path]:
     """A new, empty file ``.<final name>.<random>.tmp`` beside ``final``, open for writing and readable
     only by its owner until :meth:`StagedFile.finish`: ``tempfile.mkstemp``'s promises without its
     import (the command line starts faster). The name is random, not the process id: a killed build's
     leftovers (its ``.old.tmp`` included, which rollback must not meet) never lie in a later build's way."""
     for _ in range(100):
-        name = final.with_name(f".{final.name}.{os.urandom(6).hex()}.tmp")
+        name = final.with_name(temporary_name(final.name))
         try:
             return os.open(name, NEW_FILE_FLAGS, 0o600), name
         except FileExistsError:

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from .errors import ArchiveError, DetmodelError
 from .manifest import FileRecord
-from .output import NEW_FILE_FLAGS
+from .output import NEW_FILE_FLAGS, temporary_name
 from .reader import (
     DEFAULT_LIMITS,
     ArchiveStream,
@@ -117,7 +116,7 @@ class _Folder:
         """Write ``chunks`` to ``path`` (POSIX, already checked safe); return (sha256, size)."""
         parts = tuple(path.split("/"))
         name = parts[-1]
-        temporary = f".{name}.{secrets.token_hex(6)}.tmp"
+        temporary = temporary_name(name)
         digest = hashlib.sha256()
         size = 0
         if _DIR_FD:
