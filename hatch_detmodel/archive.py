@@ -118,20 +118,6 @@ def tar_header(path: bytes, size: int, mode: int, mtime: int) -> bytes:
     return pax_path_header(path, size) + _header_block(name, ustar_size, mode, mtime, b"0")
 
 
-class _PlainHeaders:
-    """:func:`tar_header` for one mtime, with the two templates (644, 755) looked up once: the
-    per-file cost of the common case (a short ASCII name) is a few byte operations."""
-
-    def __init__(self, mtime: int) -> None:
-        self.mtime = mtime
-        self.templates = (_template(0o644, mtime, b"0"), _template(0o755, mtime, b"0"))
-
-    def __call__(self, path: bytes, size: int, executable: bool) -> bytes:
-        if len(path) > 100 or size >= _MAX_OCTAL_SIZE or not path.isascii():
-            return tar_header(path, size, 0o755 if executable else 0o644, self.mtime)
-        return _block(path, size, self.templates[executable])
-
-
 class Writable(Protocol):
     def write(self, data: bytes | memoryview, /) -> object: ...
 
@@ -225,7 +211,9 @@ class MemberWriter:
         self.out = out
         self.scanner = scanner
         self.records: list[FileRecord] = []
-        self._header = _PlainHeaders(mtime)
+        self.mtime = mtime
+        # the two header templates of plain members (644, 755), looked up once
+        self._templates = (_template(0o644, mtime, b"0"), _template(0o755, mtime, b"0"))
 
     def write(
         self, files: Iterable[SelectedFile | GeneratedFile], read_ahead: dict[str, bytes], read: bool = True
@@ -237,7 +225,7 @@ class MemberWriter:
         This loop is most of a build of many small files: per file, the bytes (most often read already
         by selection), a hash and a header from a template; members are gathered into one batch before
         they reach ``out``."""
-        out, scanner, header = self.out, self.scanner, self._header
+        out, scanner, templates, block = self.out, self.scanner, self._templates, _block
         append = self.records.append
         record = tuple.__new__  # FileRecord's own __new__ is a Python function: a few times the cost
         sha256 = hashlib.sha256
@@ -249,7 +237,7 @@ class MemberWriter:
             path = item.path
             if isinstance(item, GeneratedFile):
                 data = item.data
-                size, mode, generated = len(data), "644", True
+                size, mode, executable, generated = len(data), "644", False, True
             else:
                 _, _, size, executable = item
                 mode, generated = ("755" if executable else "644"), False
@@ -262,7 +250,7 @@ class MemberWriter:
                     if size >= _CHUNK:
                         out.write(batch)
                         batch = bytearray()
-                        out.write(header(path.encode("utf-8"), size, executable))
+                        out.write(tar_header(path.encode("utf-8"), size, 0o755 if executable else 0o644, self.mtime))
                         sha = _stream_large(item, out, scanner)
                         out.write(_ZEROS[: -size % BLOCK])
                         append(FileRecord(path, size, mode, sha))
@@ -271,7 +259,11 @@ class MemberWriter:
                     data = _read_small(item)
                 if scanner is not None and marker in data:  # the scan's own first test, without a call per file
                     scanner.scan(path, data)
-            batch += header(path.encode("utf-8"), size, mode == "755")
+            name = path.encode("utf-8")
+            if len(name) <= 100 and size < _MAX_OCTAL_SIZE and name.isascii():  # a plain ustar header
+                batch += block(name, size, templates[executable])
+            else:
+                batch += tar_header(name, size, 0o755 if executable else 0o644, self.mtime)
             batch += data
             batch += _ZEROS[: -size % BLOCK]
             append(record(FileRecord, (path, size, mode, sha256(data).hexdigest(), generated)))

@@ -12,8 +12,9 @@ every byte value present), the piece is taken as incompressible (random data, al
 files) and written as stored deflate blocks — a copy instead of a futile search. Runs of compressible pieces are deflated
 at the configured level, again with the preceding :data:`WINDOW` bytes as dictionary.
 
-Every decision depends only on the bytes, the level and these constants, never on the number of
-workers or thread timing, so the output is byte-identical for the same input and the same zlib.
+The level may change part-way (:meth:`ParallelGzip.set_level`): the bytes before end a job there.
+Every decision depends only on the bytes, the levels, where they change and these constants, never on
+the number of workers or thread timing, so the output is byte-identical for the same input and the same zlib.
 A stream of at most one job whose pieces all compress is byte-identical to a plain single
 ``zlib.compressobj`` member.
 """
@@ -90,9 +91,9 @@ def crc_past_job(crc: int) -> int:
 
 
 def _deflate_and_crc(data: bytes, history: bytes, level: int, final: bool) -> tuple[bytes, int]:
-    """A worker's share of a job: its deflate, and for a full job its own CRC-32 (from zero; the last
-    job's is chained from its bytes)."""
-    return deflate_job(data, history, level, final), 0 if final else zlib.crc32(data)
+    """A worker's share of a job: its deflate, and for a full job its own CRC-32 (from zero; a shorter
+    job's, the last or one ended by :meth:`ParallelGzip.set_level`, is chained from its bytes)."""
+    return deflate_job(data, history, level, final), 0 if final or len(data) != JOB else zlib.crc32(data)
 
 
 class _Job:
@@ -222,8 +223,8 @@ class ParallelGzip:
         self.workers = default_workers() if workers is None else max(1, workers)
         self._buffer = bytearray()
         self._history = b""
-        # jobs in flight, each with its bytes when it is the last (shorter than JOB: its CRC is chained
-        # from the bytes, not from the worker's)
+        # jobs in flight, each with its bytes when it is shorter than JOB (the last, or one that
+        # set_level ended): its CRC is chained from the bytes, not from the worker's
         self._pending: deque[tuple[_Job, bytes | None]] = deque()
         self._pool = _Workers(self.workers) if self.workers > 1 else None
         self._closed = False
@@ -251,16 +252,28 @@ class ParallelGzip:
             self.crc = zlib.crc32(job, self.crc)
             self.out.write(deflate_job(job, history, self.level, final))
             return
-        self._pending.append((self._pool.submit((job, history, self.level, final)), job if final else None))
+        short = final or len(job) != JOB
+        self._pending.append((self._pool.submit((job, history, self.level, final)), job if short else None))
         while len(self._pending) > self.workers:
             self._write_oldest()
 
     def _write_oldest(self) -> None:
         """Write the oldest job's output and chain its CRC (jobs finish in any order, but leave in order)."""
-        pending, last_job = self._pending.popleft()
+        pending, short_job = self._pending.popleft()
         deflated, job_crc = pending.result()
-        self.crc = crc_past_job(self.crc) ^ job_crc if last_job is None else zlib.crc32(last_job, self.crc)
+        self.crc = crc_past_job(self.crc) ^ job_crc if short_job is None else zlib.crc32(short_job, self.crc)
         self.out.write(deflated)
+
+    def set_level(self, level: int) -> None:
+        """Compress what is written from now on at ``level``. The bytes written so far end a job here
+        (a short one), so the output still depends only on the bytes and where the level changed."""
+        if not 0 <= level <= 9:
+            raise ValueError(f"compression level must be 0-9, not {level}")
+        if level != self.level:
+            if self._buffer:
+                self._dispatch(bytes(self._buffer), final=False)
+                self._buffer = bytearray()
+            self.level = level
 
     def drain(self) -> None:
         """Wait for the jobs in flight and write them out (frees their memory; the bytes are unchanged)."""

@@ -43,6 +43,12 @@ __all__ = [
 BUILDER_NAME = "hatch-detmodel"
 #: Bytes of small files a build reads while selecting them, all models together (see select_files).
 READ_AHEAD = 8 << 20
+#: A manifest of at least this many bytes (one compression job, about 4,000 files) is compressed at
+#: MANIFEST_LEVEL when the configured level is higher: it is mostly SHA-256 hex digits, which level 5
+#: shrinks only 4 % more than level 1 at twice the time (20,000 files: 2.7 MB, 78 ms against 37 ms), and
+#: it is compressed last, while the build waits. A smaller one costs little at any level.
+LARGE_MANIFEST = 1 << 19
+MANIFEST_LEVEL = 1
 ARCHIVE_SUFFIX = ".detmodel.tgz"
 SIDECAR_SUFFIX = ".detmodel.json"
 
@@ -265,7 +271,10 @@ class ArchiveWriter:
                 raise SelectionError(f"{plan.model.root}: cannot pack the model definition:\n  {listing}", found)
             manifest = plan.skeleton.with_files(tuple(self.members.records))
             epoch = plan.skeleton.source_date_epoch
-            write_member_pieces(self.gzip, MANIFEST_NAME, *manifest.to_pieces(), epoch)
+            size, pieces = manifest.to_pieces()
+            if size >= LARGE_MANIFEST:
+                self.gzip.set_level(min(self.gzip.level, MANIFEST_LEVEL))
+            write_member_pieces(self.gzip, MANIFEST_NAME, size, pieces, epoch)
             write_end(self.gzip)
             self.gzip.close()
         except BaseException:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hatch_detmodel import build, compress
+from hatch_detmodel import build, compress, pipeline
 from hatch_detmodel.archive import GzipWriter
 from hatch_detmodel.compress import JOB, PIECE, ParallelGzip
 from hatch_detmodel.config import ProjectIdentity
@@ -74,6 +74,34 @@ def test_same_bytes_for_any_worker_count_and_write_size(size: int, level: int) -
     assert zlib.decompress(output, 31) == data  # one member: even single-member readers take it
     decompressor = zlib.decompressobj(31)
     assert decompressor.decompress(output) == data and decompressor.eof and not decompressor.unused_data
+
+
+def compressed_with_switch(data: bytes, switch_at: int, levels: tuple[int, int], workers: int, step: int) -> bytes:
+    out = io.BytesIO()
+    writer = ParallelGzip(out, levels[0], workers)
+    for part, level in ((data[:switch_at], levels[0]), (data[switch_at:], levels[1])):
+        writer.set_level(level)
+        for start in range(0, len(part), step):
+            writer.write(part[start : start + step])
+    writer.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("switch_at", [0, 1, JOB - 1, JOB, JOB + 4099, 2 * JOB + 7])
+@pytest.mark.parametrize("levels", [(5, 1), (0, 6), (9, 9)])
+def test_a_level_change_part_way_depends_only_on_the_bytes_and_where(switch_at: int, levels: tuple[int, int]) -> None:
+    # The manifest is compressed at a lower level than the files: a job ends where the level changes,
+    # chained by CRC from its bytes; whatever the workers and write sizes, the same bytes come out.
+    data = mixed(switch_at + levels[0], 3 * JOB + 5000)
+    outputs = {compressed_with_switch(data, switch_at, levels, workers, step) for workers in (1, 2, 3)
+               for step in (1000, JOB + 3)}
+    assert len(outputs) == 1
+    (output,) = outputs
+    assert zlib.decompress(output, 31) == data and gzip.decompress(output) == data  # CRC and size checked
+    if levels[0] == levels[1]:
+        assert output == compressed(data, levels[0], 2, JOB)  # no change, no extra job boundary
+    elif levels == (5, 1):
+        assert output != compressed(data, 5, 2, JOB)  # the tail really is compressed otherwise
 
 
 def test_job_crcs_chain_like_one_crc_over_the_stream() -> None:
@@ -179,6 +207,30 @@ def test_artifact_reproducible_whatever_the_worker_count(
     assert len(digests) == 1
     (archive_bytes, _), = digests
     assert len(gzip.decompress(archive_bytes)) > 2 * JOB  # several jobs, stored and deflated runs
+
+
+@pytest.mark.parametrize("large", [True, False])
+@pytest.mark.parametrize("level", [0, 1, 5, 9])
+def test_a_large_manifest_alone_is_compressed_at_the_manifest_level(
+    mixed_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: int, large: bool
+) -> None:
+    if large:  # this project's manifest is small: count it as large
+        monkeypatch.setattr(pipeline, "LARGE_MANIFEST", 1)
+    text = (mixed_project / "pyproject.toml").read_text()
+    (mixed_project / "pyproject.toml").write_text(text + f"compression-level = {level}\n")
+    switches: list[tuple[int, int]] = []
+    real = ParallelGzip.set_level
+
+    def recorded(self: ParallelGzip, new_level: int) -> None:
+        switches.append((self.size, new_level))
+        real(self, new_level)
+
+    monkeypatch.setattr(ParallelGzip, "set_level", recorded)
+    archive, _ = build(mixed_project, tmp_path / "out", identity=IDENTITY)
+    with tarfile.open(archive) as tar:
+        manifest_offset = tar.getmember(".detmodel.json").offset
+    assert switches == ([(manifest_offset, min(level, pipeline.MANIFEST_LEVEL))] if large else [])
+    assert gzip.decompress(archive.read_bytes())  # one valid stream, CRC and size included
 
 
 def test_every_reader_accepts_the_artifact(mixed_project: Path, tmp_path: Path) -> None:
