@@ -1,8 +1,6 @@
 """``python -m hatch_detmodel VERB …``: the same command line as ``hatch-detmodel``."""
 
-import sys
-
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

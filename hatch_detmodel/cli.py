@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
 from .errors import DetmodelError
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: :data:`~hatch_detmodel.reader.DEFAULT_LIMITS`'s ``max_total``, for the help text (a test compares them).
 DEFAULT_MAX_BYTES = 1 << 30
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -601,3 +601,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hatch-detmodel: interrupted; no partial output was left behind", file=sys.stderr)
         return 130
+
+
+def run() -> NoReturn:
+    """The ``hatch-detmodel`` script and ``python -m hatch_detmodel``: :func:`main`, then an exit that
+    skips tearing the interpreter down object by object (≈ 33 ms after a 20,000-file build, 25 ms
+    after none). Nothing is left to clean up by then: every output is closed and published and the
+    compression threads are joined; the standard streams are flushed here, and a failure to flush is
+    the exit status Python itself gives (120). mypy ends its command line the same way."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: the output did not all arrive
+            code = code or 120
+    os._exit(code)
