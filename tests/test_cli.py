@@ -582,3 +582,21 @@ def test_the_help_states_the_readers_default_byte_limit() -> None:
 
     assert DEFAULT_LIMITS.max_total == DEFAULT_MAX_BYTES
     assert f"{DEFAULT_LIMITS.max_total:,}" in cli("inspect", "--help").stdout
+
+
+def test_the_script_flushes_everything_and_keeps_the_exit_status(make_project: ProjectFactory, tmp_path: Path) -> None:
+    """The script ends with a hard exit (no interpreter teardown): output larger than a pipe's buffer
+    still arrives whole, and the status is the command's."""
+    files: dict[str, str | bytes] = {"model_def.py": "class MyTrial: pass\n"}
+    files.update({f"pkg/module_{i:04d}.py": f"x = {i}\n" for i in range(1500)})
+    archive, _ = build(make_project(files=files), tmp_path / "out")
+    listing = cli("inspect", archive, "--json").stdout
+    assert len(listing) > 1 << 17  # more than a pipe holds: written while the reader reads
+    assert json.loads(listing)["file_count"] == 1502  # with pyproject.toml
+    archive.write_bytes(flip_last_byte(archive.read_bytes()))
+    assert "FAILED" in cli("verify", archive, code=1).stdout  # a failed check keeps its status
+
+
+def test_the_script_runs_with_its_standard_output_closed() -> None:
+    done = subprocess.run(f"{require_executable('hatch-detmodel')} --version >&-", shell=True, capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr  # (argparse then prints the version to stderr)
