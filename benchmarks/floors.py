@@ -20,6 +20,12 @@ For each tree it measures, in fresh child processes where start-up matters:
   gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
   these files costs before any of our per-file bookkeeping; ``lean + manifest`` adds the manifest
   member every artifact must hold (a record and hash per file, compressed like the rest);
+- ``minimal packer process``: a whole Python process that packs the same kept list into a valid
+  artifact-shaped ``.tgz`` (folders listed and sorted, each file read once and hashed, our header format,
+  two deflate threads at the tree's level, the manifest of every hash) with only the imports that needs
+  and none of our rules, checks, records, entrypoint check, sidecar or publication; beside it, our CLI
+  measured the same way, both against ``tar | gzip``: what any Python packer of these files pays as a
+  process, and what is ours;
 - the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
 
 It prints the floors next to the targets of issue #7: ``serial`` is what runs before compression can
@@ -105,6 +111,99 @@ print(statistics.median(walls[1:]))
 """
 
 
+# The least a whole Python process that packs these files into a valid artifact-shaped .tgz can do: the
+# same kept list tar gets (stdin), folders listed and sorted, each file opened, fstat-ed, read once and
+# hashed, a ustar header, two threads deflating 512 KiB jobs at our default level with the 32 KiB before
+# each as dictionary, a real CRC, the manifest of every file's hash as the last member, and only the
+# imports that needs. No rules, checks, record classes, entrypoint check, sidecar or atomic publication:
+# compared with `tar | gzip` as a process, it tells how much of our command line's time any Python
+# packer of these files would pay, and how much is ours.
+_MINIMAL_PROCESS = r"""
+import hashlib, os, struct, sys, threading, zlib
+from json.encoder import encode_basestring
+from queue import SimpleQueue
+LEVEL, JOB = int(sys.argv[2]), 1 << 19
+HEAD, MTIME = b"0000644\x000000000\x000000000\x00", b"%011o\x00" % 1580601600
+TAIL = (b"0" + b"\0" * 100 + b"ustar\x0000").ljust(512 - 156, b"\0")
+CONST, ZEROS, USTAR = sum(HEAD) + sum(MTIME) + 8 * 32 + sum(TAIL), bytes(512), struct.Struct("100s24s12s12s8s356s")
+jobs = SimpleQueue()
+def work():
+    while (job := jobs.get()) is not None:
+        slot, data, history, final = job
+        if history:
+            deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -15, 8, 0, zdict=history)
+        else:
+            deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+        slot.append(deflate.compress(data) + deflate.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
+        slot[0].release()
+    jobs.put(None)
+for _ in range(2):
+    threading.Thread(target=work, daemon=True).start()
+out = open(sys.argv[1], "wb")
+out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+pending, state = [], {"history": b"", "crc": 0, "size": 0}
+def submit(data, final):
+    lock = threading.Lock(); lock.acquire(); slot = [lock]
+    jobs.put((slot, data, state["history"], final))
+    state["history"], state["crc"], state["size"] = data[-32768:], zlib.crc32(data, state["crc"]), state["size"] + len(data)
+    pending.append(slot)
+    while len(pending) > 2 or (final and pending):
+        done = pending.pop(0)
+        with done[0]:
+            out.write(done[1])
+def header(name, size):
+    size_field = b"%011o\x00" % size
+    return USTAR.pack(name, HEAD, size_field, MTIME, b"%06o\x00 " % (CONST + sum(name) + sum(size_field)), TAIL)
+paths = sys.stdin.buffer.read().split(b"\0")[:-1]
+for folder in sorted({os.path.dirname(p) or b"." for p in paths}):
+    with os.scandir(folder) as entries:
+        sorted(entry.name for entry in entries)
+buffer, records, sha256 = bytearray(), [], hashlib.sha256
+for path in paths:
+    fd = os.open(path, os.O_RDONLY)
+    info = os.fstat(fd)
+    data = os.read(fd, info.st_size + 1)
+    os.close(fd)
+    buffer += header(path, len(data)); buffer += data; buffer += ZEROS[: -len(data) % 512]
+    records.append((path.decode(), len(data), sha256(data).hexdigest()))
+    if len(buffer) >= JOB:
+        submit(bytes(buffer[:JOB]), False); del buffer[:JOB]
+text = '{"files":[' + ",".join([
+    f'{{"mode":"644","path":{encode_basestring(p)},"sha256":"{h}","size":{n}}}' for p, n, h in records
+]) + "]}"
+manifest = text.encode()
+buffer += header(b".detmodel.json", len(manifest)) + manifest + ZEROS[: -len(manifest) % 512] + bytes(1024)
+buffer += bytes(-len(buffer) % 10240)
+while len(buffer) > JOB:
+    submit(bytes(buffer[:JOB]), False); del buffer[:JOB]
+submit(bytes(buffer), True)
+out.write(struct.pack("<II", state["crc"], state["size"] & 0xFFFFFFFF))
+out.close()
+"""
+
+
+def run_level(tree: Path) -> int:
+    """The compression level the tree's project builds with (our default unless it sets one)."""
+    from hatch_detmodel.config import load_project
+
+    return load_project(tree).models[0].compression_level
+
+
+def minimal_process(python: str, tree: Path, listing: bytes, level: int, scratch: Path) -> float:
+    """Wall seconds of :data:`_MINIMAL_PROCESS` (median of 5), after checking its output is a valid
+    gzip tar holding every kept file and the manifest."""
+    out = scratch / "minimal.tgz"
+    argv = [python, "-c", _MINIMAL_PROCESS, str(out), str(level)]
+    subprocess.run(argv, input=listing, cwd=tree, check=True, capture_output=True)
+    import tarfile
+
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+    if len(names) != listing.count(b"\0") + 1 or names[-1] != ".detmodel.json":
+        raise SystemExit(f"the minimal packer's output for {tree.name} is not what it should be")
+    return statistics.median(process_seconds(argv, listing, tree) for _ in range(5))
+
+
 class _Collect:
     def __init__(self) -> None:
         self.parts: list[bytes] = []
@@ -177,8 +276,9 @@ def main() -> int:
           f"two cores give {2 * alone / side_by_side:.2f}x one")
     print("| workload | deflate CPU s (1 core) | deflate wall s (2 workers) | file I/O s | tar\\|gzip s | read_v1_context s "
           "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context "
-          "| lean packer s | lean ÷ read_v1_context | lean + manifest s | lean + manifest ÷ read_v1_context |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "| lean packer s | lean ÷ read_v1_context | lean + manifest s | lean + manifest ÷ read_v1_context "
+          "| minimal packer process s | ÷ tar\\|gzip | our CLI s | ÷ tar\\|gzip |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     tools = {t.name: t for t in run.TOOLS}
     for name in ("typical", "heavy", "wide"):
         tree = run.generate(cache, run.WORKLOADS[name])
@@ -196,18 +296,23 @@ def main() -> int:
                                  capture_output=True).stdout)
             for variant in ("plain", "manifest")
         )
+        level = run_level(tree)
         with tempfile.TemporaryDirectory(dir=cache) as scratch:
             tar = statistics.median(run._measure(tools["tar|gzip"], tree, Path(scratch) / "o", kept, True)["wall"]
                                     for _ in range(5))
             determined = statistics.median(
                 run._measure(tools["read_v1_context"], tree, Path(scratch) / "o", kept, True)["wall"] for _ in range(3)
             )
+            minimal = minimal_process(python, tree, listing, level, Path(scratch))
+            ours = statistics.median(run._measure(tools["cli"], tree, Path(scratch) / "o", kept, True)["wall"]
+                                     for _ in range(5))
         serial = cli_import + file_io
         two_core = max(serial, cli_import + (file_io + deflate) / 2)
         library = max(file_io, (file_io + deflate) / 2)
         print(f"| {name} | {deflate:.3f} | {deflate_wall:.3f} | {file_io:.3f} | {tar:.3f} | {determined:.3f} | "
               f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} | "
-              f"{lean:.3f} | {lean / determined:.2f} | {lean_manifest:.3f} | {lean_manifest / determined:.2f} |")
+              f"{lean:.3f} | {lean / determined:.2f} | {lean_manifest:.3f} | {lean_manifest / determined:.2f} | "
+              f"{minimal:.3f} | {minimal / tar:.2f} | {ours:.3f} | {ours / tar:.2f} |")
         sys.stdout.flush()
     print(json.dumps({"python_start": python_start, "cli_import": cli_import, "spin_alone": alone,
                       "spin_side_by_side": side_by_side}))
