@@ -206,6 +206,12 @@ def deflate_job(data: bytes, history: bytes, level: int, final: bool) -> bytes:
     return b"".join(out)
 
 
+def _checked_level(level: int) -> int:
+    if not 0 <= level <= 9:
+        raise ValueError(f"compression level must be 0-9, not {level}")
+    return level
+
+
 class ParallelGzip:
     """A writable gzip stream: ``write`` the uncompressed bytes, then ``close``.
 
@@ -214,10 +220,8 @@ class ParallelGzip:
     """
 
     def __init__(self, out: _Sink, level: int, workers: int | None = None) -> None:
-        if not 0 <= level <= 9:
-            raise ValueError(f"compression level must be 0-9, not {level}")
         self.out = out
-        self.level = level
+        self.level = _checked_level(level)
         self.crc = 0
         self.size = 0
         self.workers = default_workers() if workers is None else max(1, workers)
@@ -267,9 +271,7 @@ class ParallelGzip:
     def set_level(self, level: int) -> None:
         """Compress what is written from now on at ``level``. The bytes written so far end a job here
         (a short one), so the output still depends only on the bytes and where the level changed."""
-        if not 0 <= level <= 9:
-            raise ValueError(f"compression level must be 0-9, not {level}")
-        if level != self.level:
+        if _checked_level(level) != self.level:
             if self._buffer:
                 self._dispatch(bytes(self._buffer), final=False)
                 self._buffer = bytearray()

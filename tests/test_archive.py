@@ -104,6 +104,14 @@ def test_a_level_change_part_way_depends_only_on_the_bytes_and_where(switch_at: 
         assert output != compressed(data, 5, 2, JOB)  # the tail really is compressed otherwise
 
 
+@pytest.mark.parametrize("level", [-1, 10])
+def test_a_level_outside_0_to_9_is_refused(level: int) -> None:
+    with pytest.raises(ValueError, match="0-9"):
+        ParallelGzip(io.BytesIO(), level, 1)
+    with pytest.raises(ValueError, match="0-9"):
+        ParallelGzip(io.BytesIO(), 5, 1).set_level(level)
+
+
 def test_job_crcs_chain_like_one_crc_over_the_stream() -> None:
     # The workers' CRCs (each from zero) chain through the table of what JOB zero bytes do to a CRC.
     zeros = bytes(JOB)
