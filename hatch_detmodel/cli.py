@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
 from .errors import DetmodelError
-from .pipeline import Reporter
+from .pipeline import BuiltArtifact, Reporter, build_models, collector_paused
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -101,13 +101,19 @@ def _read(path: str, args: argparse.Namespace, **kwargs: Any) -> ArtifactReport:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .config import load_project
-    from .pipeline import build_models
 
     project = load_project(args.project)
     output = Path(args.output) if args.output else project.root / "dist"
     shown = Path(args.output) if args.output else Path(args.project) / "dist"  # as the user named it
-    built = build_models(project, output, project.select(args.model), _StderrReporter(args.json))
-    if args.json:
+    # Paused until the artifacts are printed and freed, as `pipeline.build` does: no collector pass
+    # over their file records.
+    with collector_paused():
+        _print_built(build_models(project, output, project.select(args.model), _StderrReporter(args.json)), shown, args.json)
+    return EXIT_OK
+
+
+def _print_built(built: list[BuiltArtifact], shown: Path, as_json: bool) -> None:
+    if as_json:
         _emit_json([
             {
                 "model": a.model,
@@ -122,7 +128,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         for artifact in built:
             print(shown / artifact.archive.name)
             print(shown / artifact.sidecar.name)
-    return EXIT_OK
 
 
 def _entrypoint_text(entrypoint: str | Sequence[str] | None) -> str:

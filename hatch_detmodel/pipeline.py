@@ -225,6 +225,27 @@ class HashingWriter:
         return len(data)
 
 
+class _HeldOutput:
+    """Where an archive's compressed bytes go: held in memory until :meth:`release` names the output
+    (``None``: they are only hashed), then straight to it."""
+
+    def __init__(self) -> None:
+        self._held: list[bytes] | None = []
+        self._out: Writable | None = None
+
+    def write(self, data: bytes | memoryview) -> int:
+        if self._held is not None:
+            self._held.append(bytes(data))
+        elif self._out is not None:
+            self._out.write(data)
+        return len(data)
+
+    def release(self, out: Writable | None) -> None:
+        held, self._held, self._out = self._held or [], None, out
+        for part in held:
+            self.write(part)
+
+
 class ArchiveWriter:
     """One archive on its way out: the hash of its bytes, its gzip stream and the members written so far.
 
@@ -233,21 +254,15 @@ class ArchiveWriter:
     whole plan is known good. :meth:`finish` then sends them to the file and writes the rest."""
 
     def __init__(self, model: ModelConfig, epoch: int, guard: SecretGuard) -> None:
-        self._held: list[bytes] | None = []  # compressed bytes waiting for the output
-        self._out: Writable | None = None
-        self.sink = HashingWriter(self)
+        # Held apart from the writer, not by it: no reference cycle, so the writer and its tens of
+        # thousands of records are freed as soon as the build drops them, without a collector pass.
+        self._output = _HeldOutput()
+        self.sink = HashingWriter(self._output)
         self.gzip = GzipWriter(self.sink, model.compression_level)
         self.scanner = guard.scanner()
         self.members = MemberWriter(self.gzip, epoch, self.scanner)
         self.written = 0  # how many of the plan's files are written (always the first ones)
         self._taking = True  # still writing files as selection hands them over
-
-    def write(self, data: bytes | memoryview) -> int:
-        if self._held is not None:
-            self._held.append(bytes(data))
-        elif self._out is not None:
-            self._out.write(data)
-        return len(data)
 
     def take(self, files: list[SelectedFile], read_ahead: dict[str, bytes]) -> None:
         """Selection's next files, in archive order, and the bytes it read: written up to the first it
@@ -261,9 +276,7 @@ class ArchiveWriter:
         """Write the rest of ``plan``'s archive to ``out`` (``None``: only hash it); return its manifest and record."""
         try:
             self._taking = False
-            held, self._held, self._out = self._held or [], None, out
-            for part in held:
-                self.write(part)
+            self._output.release(out)
             self.members.write(plan.files[self.written :], plan.selection.read_ahead)
             found = self.scanner.found
             if found:
@@ -369,8 +382,14 @@ def build(
     """Build the model-definition artifact(s) of a project; return the paths written (archive, sidecar
     for each model). ``model`` picks one named model; ``identity`` overrides name/version resolution."""
     project = load_project(project_dir, identity)
-    built = build_models(project, Path(output_dir), project.select(model), reporter)
-    return [path for artifact in built for path in (artifact.archive, artifact.sidecar)]
+    # Paused until the artifacts, with their tens of thousands of file records, are freed (they are
+    # never bound to a name here): the collector resuming has nothing of the build to look at.
+    with collector_paused():
+        return [
+            path
+            for artifact in build_models(project, Path(output_dir), project.select(model), reporter)
+            for path in (artifact.archive, artifact.sidecar)
+        ]
 
 
 def remove_artifacts(folder: Path, stems: Iterable[str]) -> list[Path]:
