@@ -572,8 +572,26 @@ def test_a_build_starts_without_what_only_other_verbs_use(make_project: ProjectF
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(done.stdout.split())
     assert "hatch_detmodel.pipeline" in loaded and list((tmp_path / "out").glob("*.detmodel.tgz"))
-    unneeded = {"hatch_detmodel.reader", "hatchling", "packaging", "concurrent.futures", "logging", "tempfile", "gzip"}
+    unneeded = {"hatch_detmodel.reader", "hatchling", "packaging", "concurrent.futures", "logging", "tempfile", "gzip", "shutil"}
     assert loaded & unneeded == set()
+
+
+@pytest.mark.parametrize("columns", [None, "0", "57", "203", "wide"])
+def test_help_is_as_wide_as_argparse_makes_it(columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our help formatter finds the terminal width itself (argparse would import ``shutil`` for it):
+    the same width argparse's own formatter gives, whatever ``COLUMNS`` says."""
+    import argparse
+
+    from hatch_detmodel import cli as cli_module
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    ours = cli_module._HelpFormatter("hatch-detmodel")
+    theirs = argparse.RawDescriptionHelpFormatter("hatch-detmodel")
+    assert ours._width == theirs._width
+    assert ours._max_help_position == theirs._max_help_position
 
 
 def test_the_help_states_the_readers_default_byte_limit() -> None:
