@@ -90,10 +90,10 @@ def crc_past_job(crc: int) -> int:
     return moved
 
 
-def _deflate_and_crc(data: bytes, history: bytes, level: int, final: bool) -> tuple[bytes, int]:
-    """A worker's share of a job: its deflate, and for a full job its own CRC-32 (from zero; a shorter
+def _deflate_and_crc(data: bytes, history: bytes, level: int, final: bool, full: bool) -> tuple[bytes, int]:
+    """A worker's share of a job: its deflate, and for a ``full`` job its own CRC-32 (from zero; a shorter
     job's, the last or one ended by :meth:`ParallelGzip.set_level`, is chained from its bytes)."""
-    return deflate_job(data, history, level, final), 0 if final or len(data) != JOB else zlib.crc32(data)
+    return deflate_job(data, history, level, final), zlib.crc32(data) if full else 0
 
 
 class _Job:
@@ -101,8 +101,8 @@ class _Job:
 
     __slots__ = ("args", "cancelled", "done", "error", "output")
 
-    def __init__(self, args: tuple[bytes, bytes, int, bool]) -> None:
-        self.args: tuple[bytes, bytes, int, bool] | None = args
+    def __init__(self, args: tuple[bytes, bytes, int, bool, bool]) -> None:
+        self.args: tuple[bytes, bytes, int, bool, bool] | None = args
         self.cancelled = False
         self.done = threading.Lock()
         self.done.acquire()  # released by the worker that ran (or skipped) it
@@ -143,7 +143,7 @@ class _Workers:
         self._threads: list[threading.Thread] = []
         weakref.finalize(self, self._jobs.put, None)
 
-    def submit(self, args: tuple[bytes, bytes, int, bool]) -> _Job:
+    def submit(self, args: tuple[bytes, bytes, int, bool, bool]) -> _Job:
         job = _Job(args)
         self._jobs.put(job)
         if len(self._threads) < self.count:  # started as jobs come, as many as ``count``
@@ -256,8 +256,8 @@ class ParallelGzip:
             self.crc = zlib.crc32(job, self.crc)
             self.out.write(deflate_job(job, history, self.level, final))
             return
-        short = final or len(job) != JOB
-        self._pending.append((self._pool.submit((job, history, self.level, final)), job if short else None))
+        full = not final and len(job) == JOB  # its CRC comes from the worker and chains through the table
+        self._pending.append((self._pool.submit((job, history, self.level, final, full)), None if full else job))
         while len(self._pending) > self.workers:
             self._write_oldest()
 
