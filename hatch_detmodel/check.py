@@ -283,7 +283,8 @@ def _artifact_selection(manifest: Manifest, root: Path) -> Selection:
         detignore=".detignore", exclude=(), max_size=None, compression_level=DEFAULT_COMPRESSION_LEVEL,
     )
     files = tuple(SelectedFile(f.path, root / f.path, f.size, f.mode == "755") for f in manifest.files)
-    return Selection(root=root, files=files, selector=Selector(config), guard=SecretGuard((), config.detignore))
+    guard = SecretGuard((), config.detignore)
+    return Selection(root=root, files=files, selector=Selector(config), guard=guard, read_ahead={})
 
 
 def check_artifact(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .errors import ConfigError
 
@@ -41,8 +40,7 @@ _TOP_KEYS = _MODEL_KEYS | {"models"}
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
-@dataclass(frozen=True)
-class ProjectIdentity:
+class ProjectIdentity(NamedTuple):
     """The project's name and version as the artifact records them."""
 
     name: str
@@ -53,8 +51,7 @@ class ProjectIdentity:
         return f"{normalize_name(self.name)}-{self.version}"
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(NamedTuple):
     """One model definition to pack, with every default resolved."""
 
     name: str
@@ -79,8 +76,7 @@ class ModelConfig:
         return self.root / self.detignore
 
 
-@dataclass(frozen=True)
-class ProjectConfig:
+class ProjectConfig(NamedTuple):
     """Everything the pipeline needs about a project: who it is and which models it packs."""
 
     root: Path

@@ -11,9 +11,8 @@ from __future__ import annotations
 import ast
 import re
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, NamedTuple, Sequence, Union
 
 from .errors import EntrypointError
 from .selection import Selection
@@ -25,8 +24,7 @@ _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _MAX_HOPS = 64  # import chains longer than this are almost certainly cycles
 
 
-@dataclass(frozen=True)
-class TrialInfo:
+class TrialInfo(NamedTuple):
     """What the manifest records under ``trial``."""
 
     module: str  # as declared; "" for the root package
@@ -38,8 +36,7 @@ class TrialInfo:
         return {"module": self.module, "qualname": self.qualname, "path": self.path, "bases": list(self.bases)}
 
 
-@dataclass(frozen=True)
-class EntrypointCheck:
+class EntrypointCheck(NamedTuple):
     """The outcome: a trial class (``trial``) or a command (``command``), and what Determined should run."""
 
     trial: TrialInfo | None
@@ -92,8 +89,7 @@ def parse_entrypoint(entrypoint: str) -> tuple[str, str]:
     return module, qualname
 
 
-@dataclass(frozen=True)
-class _ModuleRef:
+class _ModuleRef(NamedTuple):
     name: str  # dotted module name relative to the root ("" = root package)
     path: str | None  # packed file, or None when the module is not part of the model definition
 
@@ -101,11 +97,13 @@ class _ModuleRef:
 _Target = Union[ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, _ModuleRef]
 
 
-@dataclass
 class _Resolver:
-    selection: Selection
-    warnings: list[str] = field(default_factory=list)
-    _trees: dict[str, ast.Module] = field(default_factory=dict)
+    """Follows references among the selected files, parsing each module once; collects warnings."""
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+        self.warnings: list[str] = []
+        self._trees: dict[str, ast.Module] = {}
 
     def module_file(self, dotted: str) -> str | None:
         base = dotted.replace(".", "/")

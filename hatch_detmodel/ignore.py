@@ -11,14 +11,12 @@ escaped, ``\\r\\n``). All rules are compiled into one alternation, last rule fir
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 __all__ = ["Rule", "RuleSet", "parse_ignore_lines"]
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One ignore pattern and where it came from (for messages and ``explain``)."""
 
     source: str  # ".detignore", "exclude", "built-in default", ...

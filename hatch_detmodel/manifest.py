@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
 from functools import cached_property
 from json.encoder import encode_basestring as _encode_string  # what json.dumps uses, ensure_ascii=False
+from types import MappingProxyType
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from .errors import ArchiveError
@@ -128,8 +128,7 @@ def content_digest(files: tuple[FileRecord, ...] | list[FileRecord]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class ArchiveRecord:
+class ArchiveRecord(NamedTuple):
     """The sidecar's description of the ``.tgz`` itself."""
 
     name: str
@@ -140,10 +139,7 @@ class ArchiveRecord:
         return {"name": self.name, "size": self.size, "sha256": self.sha256}
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """The ``.detmodel.json`` object; :meth:`to_json` is what the archive stores."""
-
+class _ManifestFields(NamedTuple):
     project_name: str
     project_version: str
     model: str
@@ -155,18 +151,25 @@ class Manifest:
     builder_version: str
     determined_entrypoint: str | list[str] = ""  # what to put in the experiment config
     command: tuple[str, ...] | None = None  # the argv of a command entrypoint
-    extra: Mapping[str, Any] = field(default_factory=dict)  # fields of newer schemas, kept on read
+    extra: Mapping[str, Any] = MappingProxyType({})  # fields of newer schemas, kept on read
+
+
+class Manifest(_ManifestFields):
+    """The ``.detmodel.json`` object; :meth:`to_json` is what the archive stores. Its fields are a
+    tuple, as every record on the build path (a dataclass costs each start of the command line a
+    millisecond to define); unlike the tuple it subclasses, it keeps a ``__dict__``, for what is
+    computed once: the content digest and the encoded text."""
 
     @cached_property
     def content_digest(self) -> str:
         return content_digest(self.files)
 
     def to_json(self) -> dict[str, Any]:
-        data = self._fields()
+        data = self._top_level()
         data["files"] = [f.to_json() for f in self.files]
         return data
 
-    def _fields(self) -> dict[str, Any]:
+    def _top_level(self) -> dict[str, Any]:
         """Every field but ``files``."""
         data: dict[str, Any] = {
             **self.extra,
@@ -188,7 +191,7 @@ class Manifest:
     def _encoded(self) -> dict[str, str]:
         # Each top-level value encoded once (the file list by the fast encoder): the manifest member
         # and the sidecar share them, and the file list is most of the work at 20,000 files.
-        encoded = {key: _canonical_text(value) for key, value in self._fields().items()}
+        encoded = {key: _canonical_text(value) for key, value in self._top_level().items()}
         encoded["files"] = "[" + _records_text(self.files) + "]"
         return encoded
 
@@ -203,7 +206,7 @@ class Manifest:
         if kept is not None or "_encoded" in self.__dict__:  # encoded already
             data = b"".join(kept) if kept is not None else self.to_bytes()
             return len(data), iter((data,))
-        encoded = {key: _canonical_text(value) for key, value in self._fields().items()}
+        encoded = {key: _canonical_text(value) for key, value in self._top_level().items()}
         encoded["files"] = "\0"  # where the list goes: JSON text never holds a raw NUL
         before, _, after = _join_object(encoded).decode().partition("\0")
         files = self.files
@@ -236,7 +239,7 @@ class Manifest:
         yield from kept[1:]
 
     def with_files(self, files: tuple[FileRecord, ...]) -> Manifest:
-        return replace(self, files=files)
+        return self._replace(files=files)
 
     @classmethod
     def parse(cls, data: bytes, where: str) -> tuple[Manifest, ArchiveRecord | None]:

@@ -9,9 +9,8 @@ import hashlib
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from . import __version__
 from .archive import GzipWriter, MemberWriter, Writable, write_end, write_member_pieces
@@ -89,8 +88,7 @@ class Reporter:
         print(f"warning: {message}", file=sys.stderr)
 
 
-@dataclass(frozen=True)
-class BuiltArtifact:
+class BuiltArtifact(NamedTuple):
     model: str
     archive: Path
     sidecar: Path
@@ -98,8 +96,7 @@ class BuiltArtifact:
     archive_record: ArchiveRecord
 
 
-@dataclass(frozen=True)
-class ModelPlan:
+class ModelPlan(NamedTuple):
     """Everything known before any byte is written: the files, the trial and the manifest skeleton."""
 
     model: ModelConfig

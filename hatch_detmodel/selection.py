@@ -14,7 +14,6 @@ import re
 import stat
 import sys
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG, S_IXUSR
 from typing import Callable, Iterator, NamedTuple, Sequence
@@ -71,8 +70,7 @@ _PROJECT_ROOT_OUTPUTS = {
 _ARTIFACT_SUFFIXES = (b".detmodel.tgz", b".detmodel.json")
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """Whether a path is packed, and the rule (or built-in guard) that decided it."""
 
     path: str
@@ -94,17 +92,24 @@ class SelectedFile(NamedTuple):  # a tuple: the build makes one per file, and it
         return "755" if self.executable else "644"
 
 
-@dataclass(frozen=True)
 class Selection:
-    """The sorted files of one model definition."""
+    """The sorted files of one model definition (a plain class, not a record: it holds the rules
+    that chose them, and bytes the writer takes out as it goes)."""
 
-    root: Path
-    files: tuple[SelectedFile, ...]
-    selector: Selector = field(repr=False, compare=False)
-    guard: SecretGuard = field(repr=False, compare=False)  # also checks contents as they are packed
-    # the bytes of files read while they were selected, by path; the writer takes each out as it
-    # writes it, so they are held only until then
-    read_ahead: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    def __init__(
+        self, root: Path, files: tuple[SelectedFile, ...], selector: Selector, guard: SecretGuard,
+        read_ahead: dict[str, bytes],
+    ) -> None:
+        self.root = root
+        self.files = files
+        self.selector = selector
+        self.guard = guard  # also checks contents as they are packed
+        # the bytes of files read while they were selected, by path; the writer takes each out as it
+        # writes it, so they are held only until then
+        self.read_ahead = read_ahead
+
+    def __repr__(self) -> str:
+        return f"Selection(root={self.root!r}, files=<{len(self.files)} files>)"
 
     def paths(self) -> frozenset[str]:
         return self._paths

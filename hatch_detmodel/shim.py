@@ -11,7 +11,7 @@ model-definition directory, so its relative imports work) and exposes it under a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import EntrypointError
 
@@ -22,8 +22,7 @@ LAUNCHER_PATTERN = re.compile(r"^[a-zA-Z0-9_.]+:[a-zA-Z0-9_]+$")
 SHIM_MODULE = "_detmodel_entrypoint"
 
 
-@dataclass(frozen=True)
-class GeneratedFile:
+class GeneratedFile(NamedTuple):
     """A file the build writes itself (recorded with ``"generated": true``)."""
 
     path: str
