@@ -127,9 +127,6 @@ class GzipWriter(ParallelGzip):
     XFL byte), compressed on every core in fixed-size jobs (see :mod:`hatch_detmodel.compress`); the
     bytes do not depend on ``workers``."""
 
-    def __init__(self, out: Writable, level: int, workers: int | None = None) -> None:
-        super().__init__(out, level, workers)
-
 
 def _unreadable(selected: SelectedFile, error: OSError) -> ArchiveError:
     return ArchiveError(f"{selected.path}: cannot be read ({error.strerror}); fix its permissions or ignore it")
