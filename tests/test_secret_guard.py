@@ -108,3 +108,19 @@ def test_an_unused_allowance_is_a_warning(
     root = make_project(detmodel='entrypoint = "model_def:MyTrial"\nallow-secrets = ["srever.pem"]')
     build(root, tmp_path, identity=IDENTITY)
     assert "tool.detmodel.allow-secrets[0] `srever.pem` matches no packed file" in capsys.readouterr().err
+
+
+def test_private_keys_are_found_in_whichever_file_of_a_batch_holds_them(make_project: ProjectFactory, tmp_path: Path) -> None:
+    # Small files reach the compressor in batches of 128 KiB, scanned as a whole first: a key must
+    # still be charged to its own file, before and after a large file read in chunks, and a batch that
+    # holds the marker only in a member's name is no finding.
+    filler = "x" * 10_000 + "\n"
+    files = {"model_def.py": TRIAL, "docs/PRIVATE KEY rotation.md": "rotate keys yearly\n"}
+    files.update({f"data/f{index:03}.txt": filler for index in range(40)})
+    for index in (13, 21, 39):  # mid-batch, right after the large file, the last file
+        files[f"data/f{index:03}.txt"] = filler + KEY + filler
+    root = make_project(files=files)
+    (root / "data" / "f020.bin").write_bytes(b"\0" * (1 << 20))  # streamed in chunks, not read ahead
+    with pytest.raises(SelectionError) as caught:
+        build(root, tmp_path, identity=IDENTITY)
+    assert set(caught.value.problems) == {"data/f013.txt", "data/f021.txt", "data/f039.txt"}
