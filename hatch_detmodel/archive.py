@@ -221,9 +221,10 @@ class MemberWriter:
 
         This loop is most of a build of many small files: per file, the bytes (most often read already
         by selection), a hash and a header from a template; members are gathered into one batch before
-        they reach ``out``. The secrets scan's first test (the key marker) runs on the whole batch, and
-        only a batch that holds the marker is scanned file by file: one substring search of 128 KiB
-        costs a fifth of 600 searches of its files, each paying the call."""
+        they reach ``out``. The secrets scan's first test (the key marker) runs once on the batch's
+        files joined, and only a batch whose files hold the marker is scanned file by file: on wide,
+        5 ms against 12 ms for a search per file (each paying the call) and 10 ms for one per batch
+        (four fifths of a batch of small files are headers and padding)."""
         out, templates, block = self.out, self._templates, _block
         records = self.records
         append = records.append
@@ -277,10 +278,10 @@ class MemberWriter:
 
     def _flush(self, batch: bytearray, batched: list[bytes], first: int) -> None:
         """Hand a batch to ``out``, after scanning its files (``batched``, whose records start at
-        ``first``) for secrets when the batch holds the key marker anywhere (in a header, or across
-        two files, it is a false alarm that the file-by-file scan dismisses)."""
+        ``first``) for secrets when their bytes joined hold the key marker (across two files, it is
+        a false alarm that the file-by-file scan dismisses)."""
         scanner = self.scanner
-        if scanner is not None and KEY_MARKER in batch:
+        if scanner is not None and KEY_MARKER in b"".join(batched):
             for record, data in zip(self.records[first:], batched):
                 if not record.generated:  # our own modules
                     scanner.scan(record.path, data)

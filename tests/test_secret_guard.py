@@ -111,14 +111,15 @@ def test_an_unused_allowance_is_a_warning(
 
 
 def test_private_keys_are_found_in_whichever_file_of_a_batch_holds_them(make_project: ProjectFactory, tmp_path: Path) -> None:
-    # Small files reach the compressor in batches of 128 KiB, scanned as a whole first: a key must
-    # still be charged to its own file, before and after a large file read in chunks, and a batch that
-    # holds the marker only in a member's name is no finding.
+    # Small files reach the compressor in batches of 128 KiB whose files are scanned joined first: a
+    # key must still be charged to its own file, before and after a large file read in chunks, and a
+    # marker split across two files or in a member's name is no finding.
     filler = "x" * 10_000 + "\n"
     files = {"model_def.py": TRIAL, "docs/PRIVATE KEY rotation.md": "rotate keys yearly\n"}
     files.update({f"data/f{index:03}.txt": filler for index in range(40)})
     for index in (13, 21, 39):  # mid-batch, right after the large file, the last file
         files[f"data/f{index:03}.txt"] = filler + KEY + filler
+    files["data/f030.txt"], files["data/f031.txt"] = filler + "PRIVATE", " KEY" + filler  # joined: a false alarm
     root = make_project(files=files)
     (root / "data" / "f020.bin").write_bytes(b"\0" * (1 << 20))  # streamed in chunks, not read ahead
     with pytest.raises(SelectionError) as caught:
