@@ -72,6 +72,25 @@ def test_help_lists_every_verb_and_the_exit_codes() -> None:
         assert "exit codes: 0 " in verb_help and "--json" in verb_help, verb
 
 
+def test_a_verb_alone_gets_the_parser_the_general_help_describes() -> None:
+    """A command line that starts with a verb builds only that verb's parser: it must be the one
+    the full parser holds (same arguments, same help)."""
+    import argparse
+
+    from hatch_detmodel import cli as cli_module
+
+    def verbs_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(action.choices)
+
+    everything = verbs_of(cli_module._parser())
+    assert list(everything) == VERBS
+    for verb in VERBS:
+        alone = verbs_of(cli_module._parser(verb))
+        assert list(alone) == [verb]
+        assert alone[verb].format_help() == everything[verb].format_help()
+
+
 def test_bad_usage_exits_2() -> None:
     assert "required" in cli(code=2).stderr
     assert "invalid choice" in cli("frobnicate", code=2).stderr
