@@ -405,6 +405,10 @@ def select_files(
     secrets: dict[str, str] = {}
     # Bound once: this loop runs per kept file (os.fsdecode itself, without its call per file).
     secret_rule, plain_name = guard.secrets.match_entry, _PLAIN_NAME_BAD_BYTES.search
+    # The guard's verdict for a path that starts with none of its path rules' prefixes depends on the
+    # name alone: kept here by name, a dict lookup instead of a call per file (≈ 0.8 µs, 16 ms on wide).
+    secret_prefixes = guard.secrets.path_prefixes
+    secret_by_name: dict[bytes, Rule | None] = {}
     fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     append = files.append
     selected = tuple.__new__  # SelectedFile's own __new__ is a Python function: a few times the cost
@@ -466,9 +470,17 @@ def select_files(
             refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
         path = rel.decode("utf-8")
-        rule = secret_rule(rel, entry.name, False)
+        name = entry.name
+        if secret_prefixes is None or rel.startswith(secret_prefixes):
+            rule = secret_rule(rel, name, False)
+        elif name in secret_by_name:
+            rule = secret_by_name[name]
+        else:
+            rule = secret_rule(rel, name, False)
+            if len(secret_by_name) < _NAME_CACHE:
+                secret_by_name[name] = rule
         if rule is not None and not rule.negated:
-            secret = guard.name_problem(rel, entry.name)
+            secret = guard.name_problem(rel, name)
             if secret is not None:
                 secrets[path] = secret
         append(selected(SelectedFile, (path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR))))
