@@ -16,7 +16,7 @@ import sys
 import unicodedata
 from pathlib import Path
 from stat import S_ISREG, S_IXUSR
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, KeysView, NamedTuple, Sequence
 
 from .config import ModelConfig
 from .errors import SelectionError
@@ -111,8 +111,9 @@ class Selection:
     def __repr__(self) -> str:
         return f"Selection(root={self.root!r}, files=<{len(self.files)} files>)"
 
-    def paths(self) -> frozenset[str]:
-        return self._paths
+    def paths(self) -> KeysView[str]:
+        """The selected paths, as a set (a view of :meth:`get`'s table: no second copy of 20,000 paths)."""
+        return self._by_path.keys()
 
     def get(self, path: str) -> SelectedFile | None:
         return self._by_path.get(path)
@@ -121,10 +122,6 @@ class Selection:
     def _by_path(self) -> dict[str, SelectedFile]:
         # built once: the entrypoint check looks files up many times (a scan each was O(files))
         return {f.path: f for f in self.files}
-
-    @functools.cached_property
-    def _paths(self) -> frozenset[str]:
-        return frozenset(self._by_path)
 
 
 _BYTECODE_SUFFIXES = (b".pyc", b".pyo", b"$py.class")
@@ -234,45 +231,61 @@ class Selector:
             escaped = escaped[:-1] + "\\ "
         return f"/{escaped}/" if is_dir else f"/{escaped}"
 
-    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes], bool, bool]]:
-        """Yield ``(rel, entry, is_dir, packed)`` for every entry under kept directories, in UTF-8 byte
-        order of the whole path: siblings sort by name, a directory's as ``name/``, and a kept
-        directory's contents come right after it, so the build needs no sort afterwards."""
+    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes], bool, bool, int | None]]:
+        """Yield ``(rel, entry, is_dir, packed, folder)`` for every entry under kept directories, in UTF-8
+        byte order of the whole path: siblings sort by name, a directory's as ``name/``, and a kept
+        directory's contents come right after it, so the build needs no sort afterwards. ``folder`` is
+        a descriptor of the entry's directory, open while its entries are yielded, for opening the entry
+        by name (``os.open(entry.name, ..., dir_fd=folder)``: the kernel resolves one name instead of
+        the whole path, ≈ 8 % of the system time of reading 20,000 small files), or ``None``."""
         root_real = os.path.realpath(self.root)
         problems: dict[str, str] = {}
         packs = self.packs
         by_name: tuple[dict[bytes, bool], dict[bytes, bool]] = ({}, {})  # verdicts in name-only folders
-        # one frame per open directory: (its rel with a trailing "/", the real paths above it, entries left)
-        stack: list[tuple[bytes, tuple[str, ...], Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = [
-            (b"", (root_real,), self._listing(os.fsencode(self.root), b"", problems))
+        # one frame per open directory: its rel with a trailing "/", the real paths above it, whether its
+        # verdicts depend on names alone (asked once per folder, not each time the walk comes back to it),
+        # its descriptor, and its entries left
+        root = os.fsencode(self.root)
+        stack: list[tuple[bytes, tuple[str, ...], bool, int | None, Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = [
+            (b"", (root_real,), self._name_only(b""), _open_folder(root), self._listing(root, b"", problems))
         ]
-        while stack:
-            rel_dir, ancestors, entries = stack[-1]
-            name_only = self._name_only(rel_dir)
-            for _key, is_dir, entry in entries:
-                name = entry.name
-                rel = rel_dir + name
-                if name_only:
-                    cache = by_name[is_dir]
-                    packed = cache.get(name)
-                    if packed is None:
-                        packed = packs(rel, name, is_dir)
-                        if len(cache) < _NAME_CACHE:
-                            cache[name] = packed
-                else:
-                    packed = packs(rel, name, is_dir)
-                yield rel, entry, is_dir, packed
-                if is_dir and packed:
-                    if entry.is_symlink():
-                        real = os.path.realpath(os.fsdecode(entry.path))
-                        if real in ancestors or not _inside(real, root_real):
-                            continue  # reported by select_files
+        try:
+            while stack:
+                rel_dir, ancestors, name_only, folder, entries = stack[-1]
+                for _key, is_dir, entry in entries:
+                    name = entry.name
+                    rel = rel_dir + name
+                    if name_only:
+                        cache = by_name[is_dir]
+                        packed = cache.get(name)
+                        if packed is None:
+                            packed = packs(rel, name, is_dir)
+                            if len(cache) < _NAME_CACHE:
+                                cache[name] = packed
                     else:
-                        real = os.path.join(ancestors[-1], os.fsdecode(entry.name))
-                    stack.append((rel + b"/", (*ancestors, real), self._listing(entry.path, rel, problems)))
-                    break
-            else:
-                stack.pop()
+                        packed = packs(rel, name, is_dir)
+                    yield rel, entry, is_dir, packed, folder
+                    if is_dir and packed:
+                        if entry.is_symlink():
+                            real = os.path.realpath(os.fsdecode(entry.path))
+                            if real in ancestors or not _inside(real, root_real):
+                                continue  # reported by select_files
+                        else:
+                            real = os.path.join(ancestors[-1], os.fsdecode(entry.name))
+                        child = rel + b"/"
+                        stack.append((
+                            child, (*ancestors, real), self._name_only(child), _open_folder(entry.path),
+                            self._listing(entry.path, rel, problems),
+                        ))
+                        break
+                else:
+                    stack.pop()
+                    if folder is not None:
+                        os.close(folder)
+        finally:
+            for frame in stack:  # the walk was left early (an error, or the caller stopped)
+                if frame[3] is not None:
+                    os.close(frame[3])
         if problems:
             raise SelectionError("\n".join(problems.values()), problems)
 
@@ -309,6 +322,18 @@ class Selector:
 
 
 _sort_key = operator.itemgetter(0)
+_FOLDER_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_folder(path: bytes) -> int | None:
+    """A descriptor of the directory ``path`` to open its entries by name, or ``None`` where that is
+    not possible (no ``dir_fd`` support, as on Windows, or the folder cannot be opened): by path then."""
+    if os.open not in os.supports_dir_fd:
+        return None
+    try:
+        return os.open(path, _FOLDER_FLAGS)
+    except OSError:
+        return None
 
 
 def _unprintable(char: str) -> bool:
@@ -418,7 +443,7 @@ def select_files(
     handed = 0  # how many files on_selected has had
     hand_on = _HAND_ON if on_selected is not None else -1
     hand_on_below = read_ahead - _HAND_ON_BYTES if on_selected is not None else -1  # or at this budget left
-    for rel, entry, is_dir, packed in selector.walk():
+    for rel, entry, is_dir, packed, folder in selector.walk():
         if not packed:
             continue
         if rel == manifest_name and not is_dir:
@@ -440,7 +465,7 @@ def select_files(
             st = None
             if read_ahead > 0 and entry.is_file(follow_symlinks=False):  # never opens a device (the listing says)
                 try:
-                    fd = os_open(entry.path, _READ_AHEAD_FLAGS)
+                    fd = os_open(entry.path if folder is None else entry.name, _READ_AHEAD_FLAGS, dir_fd=folder)
                 except OSError:
                     fd = -1
                 if fd >= 0:

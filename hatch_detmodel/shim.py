@@ -11,7 +11,7 @@ model-definition directory, so its relative imports work) and exposes it under a
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import AbstractSet, NamedTuple
 
 from .errors import EntrypointError
 
@@ -78,7 +78,7 @@ def needs_shim(declared: str, module: str) -> bool:
 
 
 def plan_shim(
-    declared: str, module: str, qualname: str, package_name: str, packed: frozenset[str], existing: bytes | None = None
+    declared: str, module: str, qualname: str, package_name: str, packed: AbstractSet[str], existing: bytes | None = None
 ) -> tuple[str, GeneratedFile | None]:
     """Return ``(determined_entrypoint, generated file or None)`` for a trial-class entrypoint.
 

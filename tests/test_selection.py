@@ -309,3 +309,68 @@ def test_handing_on_never_skips_repeats_or_sends_an_empty_slice(make_project: Pr
     selection = select_files(model, read_ahead=budget, on_selected=lambda fs, ahead: slices.append([f.path for f in fs]))
     assert all(slices) and [p for s in slices for p in s] == [f.path for f in selection.files]
     assert len(selection.files) == 9 + 600 + 1
+
+
+def _open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through Linux's /proc")
+def test_the_walk_closes_every_folder_it_opens(make_project: ProjectFactory) -> None:
+    """Files are opened by name in their folder's descriptor; no descriptor outlives a selection that
+    succeeds, one that refuses a file, one its caller stops by raising, or a walk left part-way."""
+    files: dict[str, str | bytes] = {"model_def.py": TRIAL, "z/last.py": ""}
+    files.update({f"a/b/c/{i}.py": "" for i in range(300)})
+    root = make_project(files=files)
+    (model,) = load_project(root, IDENTITY).models
+    before = _open_descriptors()
+    assert len(select_files(model, read_ahead=1 << 20).files) == 303
+    assert _open_descriptors() == before
+
+    def stop(files: list[object], ahead: object) -> None:
+        raise KeyboardInterrupt  # handed on at 256 files, deep inside a/b/c/
+
+    with pytest.raises(KeyboardInterrupt):
+        select_files(model, read_ahead=1 << 20, on_selected=stop)
+    assert _open_descriptors() == before
+    walk = Selector(model).walk()
+    assert [next(walk)[0] for _ in range(5)] == [b"a", b"a/b", b"a/b/c", b"a/b/c/0.py", b"a/b/c/1.py"]
+    assert len(_open_descriptors() - before) == 4  # the root, a/, a/b/, a/b/c/
+    walk.close()
+    assert _open_descriptors() == before
+    os.mkfifo(root / "a" / "b" / "pipe")
+    with pytest.raises(SelectionError, match="a/b/pipe: is a FIFO"):
+        select_files(model, read_ahead=1 << 20)
+    assert _open_descriptors() == before
+
+
+def test_without_folder_descriptors_files_are_opened_by_path_alike(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``os.open`` takes no ``dir_fd`` (Windows), the walk hands out no folder and selection
+    reads the same files, with the same sizes, modes and bytes."""
+    files: dict[str, str | bytes] = {"model_def.py": TRIAL, "pkg/a.py": "A = 1\n", "pkg/sub/b.bin": bytes(range(256))}
+    root = make_project(files=files)
+    (root / "pkg" / "run.sh").write_text("#!/bin/sh\n")
+    (root / "pkg" / "run.sh").chmod(0o755)
+    (model,) = load_project(root, IDENTITY).models
+    real_open = os.open
+    opened: list[tuple[str, bool]] = []  # (name, whether in a folder's descriptor) of each file opened
+
+    def recording_open(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        if not flags & os.O_DIRECTORY:
+            opened.append((os.fsdecode(path), dir_fd is not None))
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    monkeypatch.setattr(os, "supports_dir_fd", {*os.supports_dir_fd, recording_open})
+    with_folders = select_files(model, read_ahead=1 << 20)
+    assert sorted(opened) == [(n, True) for n in ("a.py", "b.bin", "model_def.py", "pyproject.toml", "run.sh")]
+    monkeypatch.setattr(os, "supports_dir_fd", set())
+    assert {entry[4] for entry in Selector(model).walk()} == {None}
+    opened.clear()
+    by_path = select_files(model, read_ahead=1 << 20)
+    assert sorted(opened) == [(str(root / f.path), False) for f in by_path.files]
+    assert by_path.files == with_folders.files and by_path.read_ahead == with_folders.read_ahead
+    assert len(by_path.read_ahead) == len(by_path.files) == 5
+    assert by_path.get("pkg/run.sh") is not None and by_path.get("pkg/run.sh").mode == "755"  # type: ignore[union-attr]
