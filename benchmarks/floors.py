@@ -19,7 +19,11 @@ For each tree it measures, in fresh child processes where start-up matters:
   (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
   gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
   these files costs before any of our per-file bookkeeping; ``lean + manifest`` adds the manifest
-  member every artifact must hold (a record and hash per file, compressed like the rest);
+  member every artifact must hold (a record and hash per file, compressed like the rest), and
+  ``lean + manifest + publication`` what publishing every artifact must do, with our own code for it
+  (the sidecar from the manifest's pieces; both files staged, ``fsync``-ed and renamed over the
+  previous build's); beside them, our library call (``hatch_detmodel.build``) measured as ``run.py`` does,
+  so the difference to the last lean variant is what our rules and checks cost;
 - ``minimal packer process``: a whole Python process that packs the same kept list into a valid
   artifact-shaped ``.tgz`` (folders listed and sorted, each file read once and hashed, our header format,
   two deflate threads at the tree's level, the manifest of every hash) with only the imports that needs
@@ -28,7 +32,8 @@ For each tree it measures, in fresh child processes where start-up matters:
   process, and what is ours;
 - the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
 
-It prints the floors next to the targets of issue #7: ``serial`` is what runs before compression can
+It prints two tables, the command line's side (against ``tar | gzip``) and the library call's (against
+``read_v1_context``), with the floors next to the targets of issue #7: ``serial`` is what runs before compression can
 start plus what one core must do itself (start-up + file I/O); ``2-core`` adds the half of deflate
 that two cores cannot avoid. A floor above a target's limit means the target is out of reach for
 any Python packer on this machine; below it, the difference is our own overhead.
@@ -71,41 +76,60 @@ print(time.perf_counter() - start)
 # A packer with nothing but the unavoidable: the same kept files, folders listed and sorted, each file
 # lstat-ed, read once and hashed, our tar header, our two-core gzip at the default level into a file. No rules, no
 # checks, no manifest, no publication. Timed in-process like our library call (warm-up, median of 3).
+# Variants: "manifest" adds the manifest member every artifact must hold; "published" adds what every
+# artifact's publication must do too, with our own code for it: the sidecar, written from the manifest's
+# pieces, and both files staged, fsync-ed and renamed over the previous build's (`output.Staging`).
 _LEAN = r"""
 import hashlib, os, statistics, sys, tempfile, time
+from pathlib import Path
 from hatch_detmodel.archive import tar_header, write_end, write_member_pieces
 from hatch_detmodel.compress import ParallelGzip
 from hatch_detmodel.config import DEFAULT_COMPRESSION_LEVEL
-from hatch_detmodel.manifest import FileRecord, Manifest
+from hatch_detmodel.manifest import ArchiveRecord, FileRecord, Manifest
+from hatch_detmodel.output import Staging
+from hatch_detmodel.pipeline import HashingWriter
 paths = sys.stdin.buffer.read().split(b"\0")[:-1]
 folders = sorted({os.path.dirname(p) or b"." for p in paths})
-with_manifest = sys.argv[1] == "manifest"
+with_manifest = sys.argv[1] in ("manifest", "published")
 
-def pack(out):
+def pack(gzip):
     for folder in folders:
         with os.scandir(folder) as entries:
             sorted(entry.name for entry in entries)
-    with open(out, "wb") as handle:
-        gzip = ParallelGzip(handle, DEFAULT_COMPRESSION_LEVEL)
-        records = []
-        for path in paths:
-            info = os.lstat(path)
-            fd = os.open(path, os.O_RDONLY)
-            data = os.read(fd, info.st_size + 1)
-            os.close(fd)
-            records.append(FileRecord(path.decode(), len(data), "644", hashlib.sha256(data).hexdigest()))
-            gzip.write(tar_header(path, len(data), 0o644, 0) + data + bytes(-len(data) % 512))
-        if with_manifest:  # what the artifact must also hold: the manifest, with every file's hash
-            manifest = Manifest("p", "1", "default", "m:T", None, tuple(records), 0, "lean", "0")
-            write_member_pieces(gzip, ".detmodel.json", *manifest.to_pieces(), 0)
-        write_end(gzip)
-        gzip.close()
+    records = []
+    for path in paths:
+        info = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY)
+        data = os.read(fd, info.st_size + 1)
+        os.close(fd)
+        records.append(FileRecord(path.decode(), len(data), "644", hashlib.sha256(data).hexdigest()))
+        gzip.write(tar_header(path, len(data), 0o644, 0) + data + bytes(-len(data) % 512))
+    manifest = Manifest("p", "1", "default", "m:T", None, tuple(records), 0, "lean", "0")
+    if with_manifest:  # what the artifact must also hold: the manifest, with every file's hash
+        write_member_pieces(gzip, ".detmodel.json", *manifest.to_pieces(), 0)
+    write_end(gzip)
+    gzip.close()
+    return manifest
 
+def pack_to_file(folder):
+    with open(os.path.join(folder, "lean.tgz"), "wb") as handle:
+        pack(ParallelGzip(handle, DEFAULT_COMPRESSION_LEVEL))
+
+def pack_and_publish(folder):
+    with Staging() as staging:
+        archive = HashingWriter(staging.create(Path(folder) / "lean.detmodel.tgz").handle)
+        manifest = pack(ParallelGzip(archive, DEFAULT_COMPRESSION_LEVEL))
+        record = ArchiveRecord("lean.detmodel.tgz", archive.size, archive.sha256.hexdigest())
+        sidecar = staging.create(Path(folder) / "lean.detmodel.json").handle
+        for piece in manifest.sidecar_pieces(record):
+            sidecar.write(piece)
+
+call = pack_and_publish if sys.argv[1] == "published" else pack_to_file
 with tempfile.TemporaryDirectory() as scratch:
     walls = []
     for _ in range(4):
         start = time.perf_counter()
-        pack(os.path.join(scratch, "lean.tgz"))
+        call(scratch)
         walls.append(time.perf_counter() - start)
 print(statistics.median(walls[1:]))
 """
@@ -264,6 +288,11 @@ def process_seconds(argv: list[str], stdin: bytes = b"", cwd: Path | None = None
     return time.perf_counter() - start
 
 
+def median_wall(tool: run.Tool, tree: Path, kept: Path, scratch: Path, count: int) -> float:
+    """The median of ``count`` of run.py's own measurements of ``tool`` (a process, or warm in-process calls)."""
+    return statistics.median(run._measure(tool, tree, scratch / "o", kept, True)["wall"] for _ in range(count))
+
+
 def main() -> int:
     cache = Path.home() / ".cache" / "hatch-detmodel-bench"
     python = sys.executable
@@ -274,12 +303,8 @@ def main() -> int:
     alone, side_by_side = two_core_throughput(python)
     print(f"the same Python work: {alone:.3f} s alone, {side_by_side:.3f} s each with a second copy running: "
           f"two cores give {2 * alone / side_by_side:.2f}x one")
-    print("| workload | deflate CPU s (1 core) | deflate wall s (2 workers) | file I/O s | tar\\|gzip s | read_v1_context s "
-          "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | library floor ÷ read_v1_context "
-          "| lean packer s | lean ÷ read_v1_context | lean + manifest s | lean + manifest ÷ read_v1_context "
-          "| minimal packer process s | ÷ tar\\|gzip | our CLI s | ÷ tar\\|gzip |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     tools = {t.name: t for t in run.TOOLS}
+    cli_rows, library_rows = [], []
     for name in ("typical", "heavy", "wide"):
         tree = run.generate(cache, run.WORKLOADS[name])
         kept, _count, _size = run._kept_list(tree, cache)
@@ -291,29 +316,48 @@ def main() -> int:
             float(subprocess.run([python, "-c", _FILE_IO], input=listing, cwd=tree, check=True,
                                  capture_output=True).stdout) for _ in range(5)
         )
-        lean, lean_manifest = (
-            float(subprocess.run([python, "-c", _LEAN, variant], input=listing, cwd=tree, check=True,
-                                 capture_output=True).stdout)
-            for variant in ("plain", "manifest")
-        )
         level = run_level(tree)
         with tempfile.TemporaryDirectory(dir=cache) as scratch:
-            tar = statistics.median(run._measure(tools["tar|gzip"], tree, Path(scratch) / "o", kept, True)["wall"]
-                                    for _ in range(5))
-            determined = statistics.median(
-                run._measure(tools["read_v1_context"], tree, Path(scratch) / "o", kept, True)["wall"] for _ in range(3)
+            tar = median_wall(tools["tar|gzip"], tree, kept, Path(scratch), 5)
+            # The in-process calls compared with read_v1_context, alternating, 5 child processes each: the
+            # differences between them are tens of milliseconds, less than this VM's drift over a minute.
+            calls: dict[str, list[float]] = {}
+            for _ in range(5):
+                for variant in ("plain", "manifest", "published"):
+                    calls.setdefault(variant, []).append(float(subprocess.run(
+                        [python, "-c", _LEAN, variant], input=listing, cwd=tree, check=True, capture_output=True
+                    ).stdout))
+                for tool in ("library", "read_v1_context"):
+                    calls.setdefault(tool, []).append(median_wall(tools[tool], tree, kept, Path(scratch), 1))
+            lean, lean_manifest, lean_published, library, determined = (
+                statistics.median(calls[key]) for key in ("plain", "manifest", "published", "library", "read_v1_context")
             )
             minimal = minimal_process(python, tree, listing, level, Path(scratch))
-            ours = statistics.median(run._measure(tools["cli"], tree, Path(scratch) / "o", kept, True)["wall"]
-                                     for _ in range(5))
+            ours = median_wall(tools["cli"], tree, kept, Path(scratch), 5)
         serial = cli_import + file_io
         two_core = max(serial, cli_import + (file_io + deflate) / 2)
-        library = max(file_io, (file_io + deflate) / 2)
-        print(f"| {name} | {deflate:.3f} | {deflate_wall:.3f} | {file_io:.3f} | {tar:.3f} | {determined:.3f} | "
-              f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {library / determined:.2f} | "
-              f"{lean:.3f} | {lean / determined:.2f} | {lean_manifest:.3f} | {lean_manifest / determined:.2f} | "
-              f"{minimal:.3f} | {minimal / tar:.2f} | {ours:.3f} | {ours / tar:.2f} |")
-        sys.stdout.flush()
+        library_floor = max(file_io, (file_io + deflate) / 2)
+        cli_rows.append(
+            f"| {name} | {deflate:.3f} | {deflate_wall:.3f} | {file_io:.3f} | {tar:.3f} | "
+            f"{serial:.3f} / {two_core:.3f} | {two_core / tar:.2f} | {minimal:.3f} | {minimal / tar:.2f} | "
+            f"{ours:.3f} | {ours / tar:.2f} |"
+        )
+        library_rows.append(
+            f"| {name} | {determined:.3f} | {library_floor / determined:.2f} | " + " | ".join(
+                f"{seconds:.3f} ({seconds / determined:.2f})" for seconds in (lean, lean_manifest, lean_published, library)
+            ) + " |"
+        )
+        print(f"{name}: done", file=sys.stderr)
+    print("| workload | deflate CPU s (1 core) | deflate wall s (2 workers) | file I/O s | tar\\|gzip s "
+          "| CLI floor s (serial / 2-core) | CLI floor ÷ tar\\|gzip | minimal packer process s | ÷ tar\\|gzip "
+          "| our CLI s | ÷ tar\\|gzip |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    print("\n".join(cli_rows))
+    print()
+    print("| workload | read_v1_context s | library floor ÷ read_v1_context | lean packer s (÷ read_v1_context) "
+          "| lean + manifest | lean + manifest + publication | our library call |")
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("\n".join(library_rows))
     print(json.dumps({"python_start": python_start, "cli_import": cli_import, "spin_alone": alone,
                       "spin_side_by_side": side_by_side}))
     return 0

@@ -374,3 +374,21 @@ def test_without_folder_descriptors_files_are_opened_by_path_alike(
     assert by_path.files == with_folders.files and by_path.read_ahead == with_folders.read_ahead
     assert len(by_path.read_ahead) == len(by_path.files) == 5
     assert by_path.get("pkg/run.sh") is not None and by_path.get("pkg/run.sh").mode == "755"  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through Linux's /proc")
+def test_a_deep_tree_holds_a_bounded_number_of_folder_descriptors(make_project: ProjectFactory) -> None:
+    """One descriptor per level would run a tree hundreds of folders deep out of descriptors: below
+    64 levels the walk hands out no folder, and those files are opened by path."""
+    deep = "/".join(f"d{i}" for i in range(100))
+    root = make_project(files={"model_def.py": TRIAL, f"{deep}/leaf.py": "LEAF = 1\n", "d0/top.py": ""})
+    (model,) = load_project(root, IDENTITY).models
+    before = _open_descriptors()
+    walk = Selector(model).walk()
+    entry = next(item for item in walk if item[0].endswith(b"leaf.py"))
+    assert entry[4] is None and len(_open_descriptors() - before) == 64
+    walk.close()
+    selection = select_files(model, read_ahead=1 << 20)
+    assert selection.read_ahead[f"{deep}/leaf.py"] == b"LEAF = 1\n"
+    assert [f.path for f in selection.files] == [f"{deep}/leaf.py", "d0/top.py", "model_def.py", "pyproject.toml"]
+    assert _open_descriptors() == before
