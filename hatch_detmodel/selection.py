@@ -246,11 +246,11 @@ class Selector:
         # one frame per open directory: its rel with a trailing "/", the real paths above it, whether its
         # verdicts depend on names alone (asked once per folder, not each time the walk comes back to it),
         # its descriptor, and its entries left
-        root = os.fsencode(self.root)
-        stack: list[tuple[bytes, tuple[str, ...], bool, int | None, Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = [
-            (b"", (root_real,), self._name_only(b""), _open_folder(root), self._listing(root, b"", problems))
-        ]
+        stack: list[tuple[bytes, tuple[str, ...], bool, int | None, Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = []
         try:
+            root = os.fsencode(self.root)
+            listing = self._listing(root, b"", problems)  # listed first: nothing can fail between open and push
+            stack.append((b"", (root_real,), self._name_only(b""), _open_folder(root), listing))
             while stack:
                 rel_dir, ancestors, name_only, folder, entries = stack[-1]
                 for _key, is_dir, entry in entries:
@@ -274,11 +274,9 @@ class Selector:
                         else:
                             real = os.path.join(ancestors[-1], os.fsdecode(entry.name))
                         child = rel + b"/"
-                        stack.append((
-                            child, (*ancestors, real), self._name_only(child),
-                            _open_folder(entry.path) if len(stack) < _FOLDERS_HELD else None,
-                            self._listing(entry.path, rel, problems),
-                        ))
+                        listing = self._listing(entry.path, rel, problems)
+                        held = _open_folder(entry.path) if len(stack) < _FOLDERS_HELD else None
+                        stack.append((child, (*ancestors, real), self._name_only(child), held, listing))
                         break
                 else:
                     stack.pop()
