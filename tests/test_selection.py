@@ -373,7 +373,8 @@ def test_without_folder_descriptors_files_are_opened_by_path_alike(
     assert sorted(opened) == [(str(root / f.path), False) for f in by_path.files]
     assert by_path.files == with_folders.files and by_path.read_ahead == with_folders.read_ahead
     assert len(by_path.read_ahead) == len(by_path.files) == 5
-    assert by_path.get("pkg/run.sh") is not None and by_path.get("pkg/run.sh").mode == "755"  # type: ignore[union-attr]
+    run_sh = by_path.get("pkg/run.sh")
+    assert run_sh is not None and run_sh.mode == "755"
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through Linux's /proc")
