@@ -76,6 +76,27 @@ def test_same_bytes_for_any_worker_count_and_write_size(size: int, level: int) -
     assert decompressor.decompress(output) == data and decompressor.eof and not decompressor.unused_data
 
 
+def test_job_buffers_are_reused_and_callers_may_reuse_what_they_wrote() -> None:
+    # Ten jobs through two workers: the writer copies every write into a few job buffers it takes back
+    # once their output is written, so neither a buffer refilled while a worker deflates nor a caller
+    # overwriting its own bytearray after the call can change the output.
+    data = mixed(7, 10 * JOB + 123)
+    out = io.BytesIO()
+    writer = ParallelGzip(out, 6, 2)
+    scratch = bytearray()
+    kinds = (bytes, bytearray, memoryview)
+    buffers: dict[int, object] = {}  # every job buffer seen, kept alive so that no id is reused
+    for number, start in enumerate(range(0, len(data), 70_001)):
+        scratch[:] = data[start : start + 70_001]
+        writer.write(kinds[number % 3](scratch) if number % 2 else scratch)
+        scratch[:] = b"\xff" * len(scratch)  # the caller's buffer, overwritten after each write
+        for job in (writer._job, *writer._spare, *(job for _, job, _ in writer._pending)):
+            buffers[id(job.obj)] = job.obj
+    writer.close()
+    assert out.getvalue() == compressed(data, 6, 1, JOB)
+    assert len(buffers) <= writer.workers + 2  # filled, at most `workers` in flight, one taken back
+
+
 def compressed_with_switch(data: bytes, switch_at: int, levels: tuple[int, int], workers: int, step: int) -> bytes:
     out = io.BytesIO()
     writer = ParallelGzip(out, levels[0], workers)
