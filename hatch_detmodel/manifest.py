@@ -63,13 +63,24 @@ def _records_text(files: Sequence[FileRecord]) -> str:
     ])
 
 
+#: What ``_encode_string`` escapes (``json``'s own rule): a path without these, and ASCII, is encoded
+#: as itself in quotes.
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+
+
 def _files_text_size(files: Sequence[FileRecord]) -> int:
     """``len(("[" + _records_text(files) + "]").encode())`` without encoding the records: each is the
-    same keys around a 3-character mode, a 64-digit hash, its escaped path and its size."""
+    same keys around a 3-character mode, a 64-digit hash, its escaped path and its size. When no path
+    has a character to escape or outside ASCII (one test over them all), a path's length is its own
+    plus its quotes: escaping 20,000 paths one by one only to count them cost 2/3 of writing the list."""
     if not files:
         return 2
     fixed = len(_records_text([FileRecord("", 0, "644", "0" * 64)])) - len('""') - len("0")
-    paths = len("".join(map(_encode_string, [f.path for f in files])).encode())
+    joined = "".join([f.path for f in files])
+    if joined.isascii() and _ESCAPED.search(joined) is None:
+        paths = len(joined) + len('""') * len(files)
+    else:
+        paths = len("".join(map(_encode_string, [f.path for f in files])).encode())
     sizes = len("".join(map(str, [f.size for f in files])))
     generated = len(_GENERATED) * sum(1 for f in files if f.generated)
     return 2 + (len(files) - 1) + len(files) * fixed + paths + sizes + generated

@@ -28,6 +28,9 @@ CASES = {
         for path, size in [("_detmodel_entrypoint.py", 7), ("café/ünï.py", 10**9), ('a"b.txt', 12345), ("z/ü" * 40, 1)]
     ),
     "many pieces": tuple(_record(f"pkg/m{i:05d}.py", i * 37) for i in range(10)),
+    # ASCII, but escaped: each alone among plain paths (the length is then counted path by path)
+    **{f"ASCII with {name}": (_record("a.py", 1), _record(f"b{char}c.py", 2), _record("d.py", 3))
+       for name, char in [("a backslash", "\\"), ("a quote", '"'), ("a tab", "\t"), ("a NUL", "\0"), ("US", "\x1f")]},
 }
 
 
