@@ -63,25 +63,27 @@ def _records_text(files: Sequence[FileRecord]) -> str:
     ])
 
 
-#: What ``_encode_string`` escapes (``json``'s own rule): a path without these, and ASCII, is encoded
-#: as itself in quotes.
-_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+#: The ASCII characters ``_encode_string`` escapes (``json``'s own rule): an ASCII path without them is
+#: encoded as itself in quotes.
+_ESCAPED_ASCII = bytes(range(0x20)) + b'"\\'
 
 
 def _files_text_size(files: Sequence[FileRecord]) -> int:
     """``len(("[" + _records_text(files) + "]").encode())`` without encoding the records: each is the
-    same keys around a 3-character mode, a 64-digit hash, its escaped path and its size. When no path
-    has a character to escape or outside ASCII (one test over them all), a path's length is its own
-    plus its quotes: escaping 20,000 paths one by one only to count them cost 2/3 of writing the list."""
+    same keys around a 3-character mode, a 64-digit hash, its escaped path and its size. When the paths
+    are ASCII and none holds a character to escape (one test over them all), a path's length is its own
+    plus its quotes. On wide's 20,000 records, 13.1 → 6.0 ms (minima of 30 alternating calls): that
+    test takes 0.5 ms (a regex 2.5, escaping path by path 3.1), and the sizes formatted by one ``%``
+    1.5 ms (one ``str`` each, 4.0)."""
     if not files:
         return 2
     fixed = len(_records_text([FileRecord("", 0, "644", "0" * 64)])) - len('""') - len("0")
     joined = "".join([f.path for f in files])
-    if joined.isascii() and _ESCAPED.search(joined) is None:
+    if joined.isascii() and len(joined.encode().translate(None, _ESCAPED_ASCII)) == len(joined):
         paths = len(joined) + len('""') * len(files)
     else:
         paths = len("".join(map(_encode_string, [f.path for f in files])).encode())
-    sizes = len("".join(map(str, [f.size for f in files])))
+    sizes = len(("%d" * len(files)) % tuple([f.size for f in files]))
     generated = len(_GENERATED) * sum(1 for f in files if f.generated)
     return 2 + (len(files) - 1) + len(files) * fixed + paths + sizes + generated
 
