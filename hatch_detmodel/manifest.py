@@ -78,14 +78,15 @@ def _files_text_size(files: Sequence[FileRecord]) -> int:
     if not files:
         return 2
     fixed = len(_records_text([FileRecord("", 0, "644", "0" * 64)])) - len('""') - len("0")
-    joined = "".join([f.path for f in files])
+    paths = [f.path for f in files]
+    joined = "".join(paths)
     if joined.isascii() and not any(map(joined.__contains__, _ESCAPED_ASCII)):
-        paths = len(joined) + len('""') * len(files)
+        paths_size = len(joined) + len('""') * len(files)
     else:
-        paths = len("".join(map(_encode_string, [f.path for f in files])).encode())
+        paths_size = len("".join(map(_encode_string, paths)).encode())
     sizes = len(("%d" * len(files)) % tuple([f.size for f in files]))
     generated = len(_GENERATED) * sum(1 for f in files if f.generated)
-    return 2 + (len(files) - 1) + len(files) * fixed + paths + sizes + generated
+    return 2 + (len(files) - 1) + len(files) * fixed + paths_size + sizes + generated
 
 
 class FileRecord(NamedTuple):  # a tuple: the build makes one per packed file (a frozen dataclass costs 4x)
