@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import re
 import shlex
-from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence, Union
 
 from .errors import EntrypointError
@@ -119,7 +118,8 @@ class _Resolver:
             selected = self.selection.get(path)
             assert selected is not None
             try:
-                source = Path(selected.source).read_bytes()
+                with open(selected.source, "rb") as handle:
+                    source = handle.read()
                 self._trees[path] = ast.parse(source, filename=path)
             except SyntaxError as error:
                 raise EntrypointError(
@@ -315,7 +315,8 @@ def check_entrypoint(
     shim = selection.get(f"{SHIM_MODULE}.py")
     existing = None if shim is None else selection.read_ahead.get(shim.path)
     if shim is not None and existing is None:  # not read ahead (an empty file was: b"")
-        existing = Path(shim.source).read_bytes()
+        with open(shim.source, "rb") as handle:
+            existing = handle.read()
     determined_entrypoint, generated = plan_shim(
         entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
     )

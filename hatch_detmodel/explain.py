@@ -110,7 +110,7 @@ def explain_all(model: ModelConfig, *, output_dir: Path | None = None) -> list[E
     refused = _refusals(model, output_dir)
     result = []
     try:
-        for rel, _entry, is_dir, packed, _folder in selector.walk():
+        for rel, _entry, is_dir, packed, _folder, _plain in selector.walk():
             text = rel.decode("utf-8", "backslashreplace")
             if is_dir and packed and text not in refused:
                 continue  # its files follow

@@ -136,7 +136,7 @@ class ContentScanner:
         self.scan(path, window)
         return window[-OVERLAP:]
 
-    def scan_file(self, path: str, source: str | os.PathLike[str]) -> None:
+    def scan_file(self, path: str, source: str | bytes | os.PathLike[str]) -> None:
         """Scan a file on disk in :data:`_CHUNK` pieces, as the archive writer does while packing
         (``explain`` asks this without building). A file that cannot be read, or is no longer a
         regular file, is left for the build to report."""

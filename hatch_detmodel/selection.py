@@ -12,7 +12,6 @@ import operator
 import os
 import re
 import stat
-import sys
 import unicodedata
 from pathlib import Path
 from stat import S_ISREG, S_IXUSR
@@ -83,7 +82,9 @@ class SelectedFile(NamedTuple):  # a tuple: the build makes one per file, and it
     """A regular file to pack: its archive path and where its bytes are read from."""
 
     path: str  # POSIX, relative to the model-definition root, NFC
-    source: str | os.PathLike[str]  # where to read it (a symlink inside the root is read through)
+    # where to read it (a symlink inside the root is read through); selection gives the listing's own
+    # bytes, which every call that opens a file takes, instead of decoding a path per file
+    source: str | bytes | os.PathLike[str]
     size: int
     executable: bool
 
@@ -231,28 +232,31 @@ class Selector:
             escaped = escaped[:-1] + "\\ "
         return f"/{escaped}/" if is_dir else f"/{escaped}"
 
-    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes], bool, bool, int | None]]:
-        """Yield ``(rel, entry, is_dir, packed, folder)`` for every entry under kept directories, in UTF-8
+    def walk(self) -> Iterator[tuple[bytes, os.DirEntry[bytes], bool, bool, int | None, bool]]:
+        """Yield ``(rel, entry, is_dir, packed, folder, plain)`` for every entry under kept directories, in UTF-8
         byte order of the whole path: siblings sort by name, a directory's as ``name/``, and a kept
         directory's contents come right after it, so the build needs no sort afterwards. ``folder`` is
         a descriptor of the entry's directory, open while its entries are yielded, for opening the entry
         by name (``os.open(entry.name, ..., dir_fd=folder)``: the kernel resolves one name instead of
         the whole path, ≈ 8 % of the system time of reading 20,000 small files), or ``None`` (no
-        ``dir_fd`` on this system, or a folder deeper than :data:`_FOLDERS_HELD`): then open it by path."""
+        ``dir_fd`` on this system, or a folder deeper than :data:`_FOLDERS_HELD`): then open it by path.
+        ``plain`` says ``rel`` is ASCII without a control character or backslash (:func:`_plain`), the
+        names selection need not look at further: asked once of a folder's names joined, and name by
+        name only in a folder where they are not all plain."""
         root_real = os.path.realpath(self.root)
         problems: dict[str, str] = {}
         packs = self.packs
         by_name: tuple[dict[bytes, bool], dict[bytes, bool]] = ({}, {})  # verdicts in name-only folders
         # one frame per open directory: its rel with a trailing "/", the real paths above it, whether its
         # verdicts depend on names alone (asked once per folder, not each time the walk comes back to it),
-        # its descriptor, and its entries left
-        stack: list[tuple[bytes, tuple[str, ...], bool, int | None, Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]]] = []
+        # its descriptor, its entries left, and whether its rel and all its names are plain
+        stack: list[tuple[bytes, tuple[str, ...], bool, int | None, Iterator[tuple[bytes, bool, os.DirEntry[bytes]]], bool]] = []
         try:
             root = os.fsencode(self.root)
-            listing = self._listing(root, b"", problems)  # listed first: nothing can fail between open and push
-            stack.append((b"", (root_real,), self._name_only(b""), _open_folder(root), listing))
+            listing, all_plain = self._listing(root, b"", problems)  # listed first: nothing can fail between open and push
+            stack.append((b"", (root_real,), self._name_only(b""), _open_folder(root), listing, all_plain))
             while stack:
-                rel_dir, ancestors, name_only, folder, entries = stack[-1]
+                rel_dir, ancestors, name_only, folder, entries, all_plain = stack[-1]
                 for _key, is_dir, entry in entries:
                     name = entry.name
                     rel = rel_dir + name
@@ -265,7 +269,8 @@ class Selector:
                                 cache[name] = packed
                     else:
                         packed = packs(rel, name, is_dir)
-                    yield rel, entry, is_dir, packed, folder
+                    plain = all_plain or _plain(rel)
+                    yield rel, entry, is_dir, packed, folder, plain
                     if is_dir and packed:
                         if entry.is_symlink():
                             real = os.path.realpath(os.fsdecode(entry.path))
@@ -274,9 +279,9 @@ class Selector:
                         else:
                             real = os.path.join(ancestors[-1], os.fsdecode(entry.name))
                         child = rel + b"/"
-                        listing = self._listing(entry.path, rel, problems)
+                        listing, names_plain = self._listing(entry.path, rel, problems)
                         held = _open_folder(entry.path) if len(stack) < _FOLDERS_HELD else None
-                        stack.append((child, (*ancestors, real), self._name_only(child), held, listing))
+                        stack.append((child, (*ancestors, real), self._name_only(child), held, listing, plain and names_plain))
                         break
                 else:
                     stack.pop()
@@ -299,9 +304,9 @@ class Selector:
 
     def _listing(
         self, path: bytes, rel: bytes, problems: dict[str, str]
-    ) -> Iterator[tuple[bytes, bool, os.DirEntry[bytes]]]:
-        """A directory's entries as ``(sort key, is_dir, entry)``, sorted; a directory that cannot be
-        listed is recorded in ``problems`` and yields nothing."""
+    ) -> tuple[Iterator[tuple[bytes, bool, os.DirEntry[bytes]]], bool]:
+        """A directory's entries as ``(sort key, is_dir, entry)``, sorted, and whether all their names are
+        plain; a directory that cannot be listed is recorded in ``problems`` and yields nothing."""
         try:
             with os.scandir(path) as iterator:
                 entries = list(iterator)
@@ -311,14 +316,15 @@ class Selector:
                 f"{shown}/: cannot list directory ({error.strerror}); fix its permissions or add "
                 f"`{self.suggest_line(rel or b'.', True)}` to {self.model.detignore}"
             )
-            return iter(())
+            return iter(()), True
         try:  # known from the listing, except for a symlink: its target may fail to stat
             kinds = [entry.is_dir() for entry in entries]
         except OSError:
             kinds = [_is_dir(entry) for entry in entries]
         keyed = [(entry.name + b"/" if is_dir else entry.name, is_dir, entry) for entry, is_dir in zip(entries, kinds)]
         keyed.sort(key=_sort_key)  # by the key alone (keys are unique): a third less than comparing tuples
-        return iter(keyed)
+        # "/" is in no name, and plain: the names joined by it are plain exactly when each one is
+        return iter(keyed), _plain(b"/".join([entry.name for entry in entries]))
 
 
 _sort_key = operator.itemgetter(0)
@@ -381,6 +387,11 @@ def _relative_bytes(root: Path, target: Path) -> bytes | None:
 _PLAIN_NAME_BAD_BYTES = re.compile(rb"[\x00-\x1f\x7f\\]")
 
 
+def _plain(rel: bytes) -> bool:
+    """ASCII, without a control character or a backslash: a name that needs no closer look."""
+    return rel.isascii() and _PLAIN_NAME_BAD_BYTES.search(rel) is None
+
+
 def _name_problem(rel: bytes) -> str | None:
     """Why a kept path's name cannot be packed (asked only of names that are not ASCII, or hold a
     control character or a backslash)."""
@@ -431,13 +442,11 @@ def select_files(
 
     manifest_name = MANIFEST_NAME.encode()
     secrets: dict[str, str] = {}
-    # Bound once: this loop runs per kept file (os.fsdecode itself, without its call per file).
-    secret_rule, plain_name = guard.secrets.match_entry, _PLAIN_NAME_BAD_BYTES.search
+    secret_rule = guard.secrets.match_entry  # bound once: this loop runs per kept file
     # The guard's verdict for a path that starts with none of its path rules' prefixes depends on the
     # name alone: kept here by name, a dict lookup instead of a call per file (≈ 0.8 µs, 16 ms on wide).
     secret_prefixes = guard.secrets.path_prefixes
     secret_by_name: dict[bytes, Rule | None] = {}
-    fs_encoding, fs_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     append = files.append
     selected = tuple.__new__  # SelectedFile's own __new__ is a Python function: a few times the cost
     ahead: dict[str, bytes] = {}
@@ -446,13 +455,13 @@ def select_files(
     handed = 0  # how many files on_selected has had
     hand_on = _HAND_ON if on_selected is not None else -1
     hand_on_below = read_ahead - _HAND_ON_BYTES if on_selected is not None else -1  # or at this budget left
-    for rel, entry, is_dir, packed, folder in selector.walk():
+    for rel, entry, is_dir, packed, folder, plain in selector.walk():
         if not packed:
             continue
         if rel == manifest_name and not is_dir:
             refuse(rel, is_dir, "this name is reserved for the artifact's manifest; rename it or ")
             continue
-        if not rel.isascii() or plain_name(rel) is not None:
+        if not plain:
             name_problem = _name_problem(rel)
             if name_problem:
                 refuse(rel, is_dir, f"{name_problem}, or ")
@@ -466,7 +475,9 @@ def select_files(
             continue
         else:
             st = None
-            if read_ahead > 0 and entry.is_file(follow_symlinks=False):  # never opens a device (the listing says)
+            # never opens a device (the listing says); not a symlink here, so is_file() need not be told
+            # not to follow one (a keyword argument costs the call twice as much)
+            if read_ahead > 0 and entry.is_file():
                 try:
                     fd = os_open(entry.path if folder is None else entry.name, _READ_AHEAD_FLAGS, dir_fd=folder)
                 except OSError:
@@ -497,7 +508,7 @@ def select_files(
         if not S_ISREG(st.st_mode):
             refuse(rel, is_dir, f"is a {_special_kind(st.st_mode)}, not a regular file; Determined can only receive files; ")
             continue
-        path = rel.decode("utf-8")
+        path = rel.decode()  # UTF-8: checked above
         name = entry.name
         if secret_prefixes is None or rel.startswith(secret_prefixes):
             rule = secret_rule(rel, name, False)
@@ -511,7 +522,7 @@ def select_files(
             secret = guard.name_problem(rel, name)
             if secret is not None:
                 secrets[path] = secret
-        append(selected(SelectedFile, (path, entry.path.decode(fs_encoding, fs_errors), st.st_size, bool(st.st_mode & S_IXUSR))))
+        append(selected(SelectedFile, (path, entry.path, st.st_size, (st.st_mode & S_IXUSR) != 0)))
         if data is not None:
             ahead[path] = data
         if len(files) == hand_on or read_ahead <= hand_on_below:

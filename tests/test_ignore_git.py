@@ -62,7 +62,7 @@ def ours_kept(root: Path) -> set[str]:
     """The rule-decided kept set (later guards such as the case-collision check are tested elsewhere)."""
     return {
         rel.decode("utf-8")
-        for rel, _entry, is_dir, packed, _folder in Selector(model_for(root)).walk()
+        for rel, _entry, is_dir, packed, _folder, _plain in Selector(model_for(root)).walk()
         if packed and not is_dir
     }
 

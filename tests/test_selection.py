@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -226,6 +227,32 @@ def test_bad_names_are_refused_with_the_fix(make_project: ProjectFactory, name: 
         handle.write(b"x")
     with pytest.raises(SelectionError, match=problem):
         kept(root)
+
+
+def test_the_walk_says_which_paths_are_plain_and_selection_refuses_the_others(make_project: ProjectFactory) -> None:
+    """The walk checks a folder's names joined once; its ``plain`` must still be exactly "ASCII, no
+    control character, no backslash" for every path: in a plain folder, in one where a single name is
+    not plain, and below a folder whose own name is not (its plain-named files are refused too)."""
+    root = make_project(files={"model_def.py": TRIAL, "pkg/a.py": "", "pkg/b.py": ""})
+    weird = [b"pkg/t\x7fab.py", b"pkg/caf\xc3\xa9.py", b"ctl\x01dir/inner.py", b"ctl\x01dir/sub/deep.py", b"back\\dir/x.py"]
+    for rel in weird:
+        path = os.path.join(os.fsencode(root), rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(b"x")
+    (model,) = load_project(root, IDENTITY).models
+    seen = {rel: plain for rel, _entry, _is_dir, _packed, _folder, plain in Selector(model).walk()}
+    assert seen == {rel: rel.isascii() and re.search(rb"[\x00-\x1f\x7f\\]", rel) is None for rel in seen}
+    assert {rel for rel, plain in seen.items() if not plain} == {
+        *weird, b"ctl\x01dir", b"ctl\x01dir/sub", b"back\\dir"
+    }
+    assert seen[b"pkg/a.py"] and seen[b"model_def.py"]
+    with pytest.raises(SelectionError) as caught:
+        kept(root)
+    assert set(caught.value.problems) == {  # each refused path, parents and children alike
+        "pkg/t\\x7fab.py", "ctl\\x01dir", "ctl\\x01dir/inner.py", "ctl\\x01dir/sub", "ctl\\x01dir/sub/deep.py",
+        "back\\dir", "back\\dir/x.py",
+    }
 
 
 def test_case_collisions_are_refused(make_project: ProjectFactory) -> None:
