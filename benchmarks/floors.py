@@ -9,14 +9,14 @@ For each tree it measures, in fresh child processes where start-up matters:
   futile search); the stream comes from our own archive writer, so it is exactly what
   gets compressed. Half of it is the least two cores can spend; ``deflate wall`` is what our two
   workers take for it, with nothing else running (how far this machine's two cores are from 2×);
-- ``file I/O``: one process that only lists the kept files' directories, ``lstat``s each file and
-  opens, reads, hashes and closes it — the work any packer of these files does, in Python with no
-  rules, headers or manifest;
+- ``file I/O``: one process that only lists the kept files' directories and, in each, opens every
+  kept file by name, asks the descriptor for its size, reads, hashes and closes it — the work any
+  packer of these files does, in Python with no rules, headers or manifest;
 - ``python``: an interpreter that starts and exits, and one that imports our command line;
 - ``two cores``: the same pure-Python loop alone and in two processes at once — how much a second
   core adds here (on this VM a busy second core slows the first: about 1.2-1.5x of one, not 2x);
 - ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
-  (list and sort the folders, ``lstat``, one read and hash per file, our tar header, our two-core
+  (list and sort the folders, open each file in its folder, ``fstat``, one read and hash, our tar header, our two-core
   gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
   these files costs before any of our per-file bookkeeping; ``lean + manifest`` adds the manifest
   member every artifact must hold (a record and hash per file, compressed like the rest), and
@@ -30,13 +30,17 @@ For each tree it measures, in fresh child processes where start-up matters:
   and none of our rules, checks, records, entrypoint check, sidecar or publication; beside it, our CLI
   measured the same way, both against ``tar | gzip``: what any Python packer of these files pays as a
   process, and what is ours;
-- the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process.
+- the baselines from ``run.py``: ``tar | gzip -6`` as a process, ``read_v1_context`` in-process;
+- ``levels``: at each compression level from 1 to 6, our library call on typical alternating with
+  ``read_v1_context`` (one child process, medians of 20 calls), and the size of heavy's archive against
+  ``tar | gzip -6``'s: the levels at which the typical library target and heavy's size target each hold.
 
-It prints two tables, the command line's side (against ``tar | gzip``) and the library call's (against
+It prints three tables: the command line's side (against ``tar | gzip``) and the library call's (against
 ``read_v1_context``), with the floors next to the targets of issue #7: ``serial`` is what runs before compression can
 start plus what one core must do itself (start-up + file I/O); ``2-core`` adds the half of deflate
 that two cores cannot avoid. A floor above a target's limit means the target is out of reach for
-any Python packer on this machine; below it, the difference is our own overhead.
+any Python packer on this machine; below it, the difference is our own overhead. The third is the
+level table above.
 """
 
 from __future__ import annotations
@@ -60,22 +64,27 @@ import hashlib, os, sys, time
 paths = sys.stdin.buffer.read().split(b"\0")[:-1]
 start = time.perf_counter()
 folders = sorted({os.path.dirname(p) or b"." for p in paths})
+descriptors = {}
 for folder in folders:
-    with os.scandir(folder) as entries:
+    descriptors[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    with os.scandir(descriptors[folder]) as entries:
         sorted(entry.name for entry in entries)
 for path in paths:
-    size = os.lstat(path).st_size
-    fd = os.open(path, os.O_RDONLY)
-    data = os.read(fd, size + 1)
+    folder, name = os.path.split(path)
+    fd = os.open(name, os.O_RDONLY, dir_fd=descriptors[folder or b"."])
+    data = os.read(fd, os.fstat(fd).st_size + 1)
     os.close(fd)
     hashlib.sha256(data).hexdigest()
+for descriptor in descriptors.values():
+    os.close(descriptor)
 print(time.perf_counter() - start)
 """
 
 
 # A packer with nothing but the unavoidable: the same kept files, folders listed and sorted, each file
-# lstat-ed, read once and hashed, our tar header, our two-core gzip at the default level into a file. No rules, no
-# checks, no manifest, no publication. Timed in-process like our library call (warm-up, median of 3).
+# opened in its folder and fstat-ed, read once and hashed, our tar header, our two-core gzip at the
+# default level into a file. No rules, no checks, no manifest, no publication. Timed in-process like
+# our library call (warm-up, median of 3).
 # Variants: "manifest" adds the manifest member every artifact must hold; "published" adds what every
 # artifact's publication must do too, with our own code for it: the sidecar, written from the manifest's
 # pieces, and both files staged, fsync-ed and renamed over the previous build's (`output.Staging`).
@@ -87,26 +96,36 @@ from hatch_detmodel.compress import ParallelGzip
 from hatch_detmodel.config import DEFAULT_COMPRESSION_LEVEL
 from hatch_detmodel.manifest import ArchiveRecord, FileRecord, Manifest
 from hatch_detmodel.output import Staging
-from hatch_detmodel.pipeline import HashingWriter
+from hatch_detmodel.pipeline import LARGE_MANIFEST, MANIFEST_LEVEL, HashingWriter
 paths = sys.stdin.buffer.read().split(b"\0")[:-1]
 folders = sorted({os.path.dirname(p) or b"." for p in paths})
 with_manifest = sys.argv[1] in ("manifest", "published")
 
 def pack(gzip):
+    # Each folder listed and sorted, and held open: its files are opened by name in it, and their size
+    # and mode asked of the descriptor, as our build does (a path lookup and a stat fewer than by path).
+    descriptors = {}
     for folder in folders:
-        with os.scandir(folder) as entries:
-            sorted(entry.name for entry in entries)
+        descriptors[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        with os.scandir(descriptors[folder]) as entries:
+            sorted(os.fsencode(entry.name) for entry in entries)
     records = []
     for path in paths:
-        info = os.lstat(path)
-        fd = os.open(path, os.O_RDONLY)
+        folder, name = os.path.split(path)
+        fd = os.open(name, os.O_RDONLY, dir_fd=descriptors[folder or b"."])
+        info = os.fstat(fd)
         data = os.read(fd, info.st_size + 1)
         os.close(fd)
         records.append(FileRecord(path.decode(), len(data), "644", hashlib.sha256(data).hexdigest()))
         gzip.write(tar_header(path, len(data), 0o644, 0) + data + bytes(-len(data) % 512))
+    for descriptor in descriptors.values():
+        os.close(descriptor)
     manifest = Manifest("p", "1", "default", "m:T", None, tuple(records), 0, "lean", "0")
     if with_manifest:  # what the artifact must also hold: the manifest, with every file's hash
-        write_member_pieces(gzip, ".detmodel.json", *manifest.to_pieces(), 0)
+        size, pieces = manifest.to_pieces()
+        if size >= LARGE_MANIFEST:  # compressed as our build does: mostly hex digits, at a lower level
+            gzip.set_level(min(gzip.level, MANIFEST_LEVEL))
+        write_member_pieces(gzip, ".detmodel.json", size, pieces, 0)
     write_end(gzip)
     gzip.close()
     return manifest
@@ -266,6 +285,65 @@ def deflate_cpu(tree: Path) -> tuple[float, float]:
     return cpu, time.perf_counter() - start
 
 
+# Our library call on one tree at each compression level, alternating with read_v1_context, in one
+# child process: the medians, in seconds, of the calls after each one's first. With --sizes, one build at
+# each level and its archive's size instead.
+_LEVELS = r"""
+import contextlib, io, json, statistics, sys, tempfile, time
+from pathlib import Path
+from hatch_detmodel.config import load_project
+from hatch_detmodel.pipeline import build_models
+tree, levels, rounds = Path(sys.argv[1]), [int(x) for x in sys.argv[2].split(",")], int(sys.argv[3])
+project = load_project(tree)
+
+def build(level, out):
+    return build_models(project, out, [project.models[0]._replace(compression_level=level)])[0].archive.stat().st_size
+
+with tempfile.TemporaryDirectory() as scratch:
+    if rounds == 0:
+        print(json.dumps({level: build(level, Path(scratch)) for level in levels}))
+        sys.exit()
+    from determined.common.context import read_v1_context
+    walls = {str(level): [] for level in levels}
+    walls["read_v1_context"] = []
+    for _ in range(rounds):
+        for level in levels:
+            start = time.perf_counter()
+            build(level, Path(scratch))
+            walls[str(level)].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            read_v1_context(tree)
+        walls["read_v1_context"].append(time.perf_counter() - start)
+print(json.dumps({key: statistics.median(values[1:]) for key, values in walls.items()}))
+"""
+LEVELS = (1, 2, 3, 4, 5, 6)
+
+
+def level_table(python: str, cache: Path) -> list[str]:
+    """Typical's library call against read_v1_context, and heavy's archive size against tar | gzip -6's,
+    at each compression level: the level each of those two targets needs."""
+    typical, heavy = (run.generate(cache, run.WORKLOADS[name]) for name in ("typical", "heavy"))
+    levels = ",".join(map(str, LEVELS))
+    times = json.loads(subprocess.run([python, "-c", _LEVELS, str(typical), levels, "21"], check=True,
+                                      capture_output=True, text=True).stdout)
+    sizes = json.loads(subprocess.run([python, "-c", _LEVELS, str(heavy), levels, "0"], check=True,
+                                      capture_output=True, text=True).stdout)
+    kept, _count, _size = run._kept_list(heavy, cache)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        tar_size = run._measure(next(t for t in run.TOOLS if t.name == "tar|gzip"), heavy, Path(scratch) / "o",
+                                kept, False)["size"]
+    determined = times["read_v1_context"]
+    rows = [f"| {level} | {times[str(level)] * 1000:.1f} | {times[str(level)] / determined:.2f} | "
+            f"{sizes[str(level)]:,} | {sizes[str(level)] / tar_size:.4f} |" for level in LEVELS]
+    return [
+        f"| level | typical library ms (read_v1_context {determined * 1000:.1f} ms) | ÷ read_v1_context (≤ 1.5) "
+        f"| heavy archive bytes (tar\\|gzip -6: {tar_size:,}) | ÷ tar\\|gzip (≤ 1.02) |",
+        "|--:|--:|--:|--:|--:|",
+        *rows,
+    ]
+
+
 # A fixed amount of pure-Python work (no I/O, no allocation to speak of), timed inside the process.
 _SPIN = "import time\nstart = time.perf_counter()\nx = 0\nfor i in range(4_000_000): x += i\nprint(time.perf_counter() - start)"
 
@@ -358,6 +436,8 @@ def main() -> int:
           "| lean + manifest | lean + manifest + publication | our library call |")
     print("|---|--:|--:|--:|--:|--:|--:|")
     print("\n".join(library_rows))
+    print()
+    print("\n".join(level_table(python, cache)))
     print(json.dumps({"python_start": python_start, "cli_import": cli_import, "spin_alone": alone,
                       "spin_side_by_side": side_by_side}))
     return 0
