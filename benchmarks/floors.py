@@ -16,10 +16,11 @@ For each tree it measures, in fresh child processes where start-up matters:
 - ``two cores``: the same pure-Python loop alone and in two processes at once — how much a second
   core adds here (on this VM a busy second core slows the first: about 1.2-1.5x of one, not 2x);
 - ``lean packer``: an in-process call that packs the same kept files with nothing but the unavoidable
-  (list and sort the folders, open each file in its folder, ``fstat``, one read and hash, our tar header, our two-core
-  gzip at the default level into a file) and no rules, checks, manifest or publication: what a Python packer of
-  these files costs before any of our per-file bookkeeping; ``lean + manifest`` adds the manifest
-  member every artifact must hold (a record and hash per file, compressed like the rest), and
+  (list and sort the folders, open each file in its folder, ``fstat``, one read and hash, our tar
+  header, our two-core gzip at the default level into a file) and no rules, checks, manifest or
+  publication: what a Python packer of these files costs before any of our per-file bookkeeping;
+  ``lean + manifest`` adds the manifest member every artifact must hold (a record and hash per file,
+  compressed as our build does), and
   ``lean + manifest + publication`` what publishing every artifact must do, with our own code for it
   (the sidecar from the manifest's pieces; both files staged, ``fsync``-ed and renamed over the
   previous build's); beside them, our library call (``hatch_detmodel.build``) measured as ``run.py`` does,
@@ -68,7 +69,7 @@ descriptors = {}
 for folder in folders:
     descriptors[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     with os.scandir(descriptors[folder]) as entries:
-        sorted(entry.name for entry in entries)
+        sorted(os.fsencode(entry.name) for entry in entries)
 for path in paths:
     folder, name = os.path.split(path)
     fd = os.open(name, os.O_RDONLY, dir_fd=descriptors[folder or b"."])
@@ -286,8 +287,8 @@ def deflate_cpu(tree: Path) -> tuple[float, float]:
 
 
 # Our library call on one tree at each compression level, alternating with read_v1_context, in one
-# child process: the medians, in seconds, of the calls after each one's first. With --sizes, one build at
-# each level and its archive's size instead.
+# child process: the medians, in seconds, of the calls after each one's first. With 0 rounds, one build
+# at each level and its archive's size instead.
 _LEVELS = r"""
 import contextlib, io, json, statistics, sys, tempfile, time
 from pathlib import Path
