@@ -118,9 +118,7 @@ class _Resolver:
             selected = self.selection.get(path)
             assert selected is not None
             try:
-                with open(selected.source, "rb") as handle:
-                    source = handle.read()
-                self._trees[path] = ast.parse(source, filename=path)
+                self._trees[path] = ast.parse(self.selection.read_bytes(selected), filename=path)
             except SyntaxError as error:
                 raise EntrypointError(
                     f"{path}:{error.lineno}: syntax error ({error.msg}); fix the module the entrypoint names"
@@ -313,10 +311,7 @@ def check_entrypoint(
             "name the class inside it, e.g. `pkg.module:TrialClass`"
         )
     shim = selection.get(f"{SHIM_MODULE}.py")
-    existing = None if shim is None else selection.read_ahead.get(shim.path)
-    if shim is not None and existing is None:  # not read ahead (an empty file was: b"")
-        with open(shim.source, "rb") as handle:
-            existing = handle.read()
+    existing = None if shim is None else selection.read_bytes(shim)
     determined_entrypoint, generated = plan_shim(
         entrypoint.strip(), module, qualname, package_name, selection.paths(), existing
     )

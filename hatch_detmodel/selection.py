@@ -119,6 +119,15 @@ class Selection:
     def get(self, path: str) -> SelectedFile | None:
         return self._by_path.get(path)
 
+    def read_bytes(self, selected: SelectedFile) -> bytes:
+        """A selected file's bytes: those read while it was selected, while the writer has not taken
+        them yet, or else read from its source (an empty file read ahead is ``b""``)."""
+        data = self.read_ahead.get(selected.path)
+        if data is None:
+            with open(selected.source, "rb") as handle:
+                data = handle.read()
+        return data
+
     @functools.cached_property
     def _by_path(self) -> dict[str, SelectedFile]:
         # built once: the entrypoint check looks files up many times (a scan each was O(files))

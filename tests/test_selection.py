@@ -420,3 +420,18 @@ def test_a_deep_tree_holds_a_bounded_number_of_folder_descriptors(make_project: 
     assert selection.read_ahead[f"{deep}/leaf.py"] == b"LEAF = 1\n"
     assert [f.path for f in selection.files] == [f"{deep}/leaf.py", "d0/top.py", "model_def.py", "pyproject.toml"]
     assert _open_descriptors() == before
+
+
+def test_a_selected_files_bytes_come_from_the_read_ahead_while_it_holds_them(make_project: ProjectFactory) -> None:
+    """The entrypoint check asks ``read_bytes``: bytes read while selecting are not read again (the file
+    changed on disk since does not show), and once the writer has taken them they come from disk."""
+    root = make_project(files={"model_def.py": TRIAL, "pkg/mod.py": "A = 1\n"})
+    (model,) = load_project(root, IDENTITY).models
+    selection = select_files(model, read_ahead=1 << 20)
+    module = selection.get("pkg/mod.py")
+    assert module is not None
+    (root / "pkg" / "mod.py").write_text("B = 2\n")
+    assert selection.read_bytes(module) == b"A = 1\n"
+    del selection.read_ahead["pkg/mod.py"]  # as the writer takes it
+    assert selection.read_bytes(module) == b"B = 2\n"
+    assert select_files(model).read_bytes(module) == b"B = 2\n"  # nothing read ahead
